@@ -1,0 +1,235 @@
+"""A typed async client for the kubelite API.
+
+Every method takes and returns plain dicts (Kubernetes-shaped objects) and
+raises the errors of kubelite.errors, never grpc's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from kubelite.api.v1 import api_pb2, api_pb2_grpc
+from kubelite.errors import ApiError, from_rpc_error
+
+DEFAULT_SERVER = "127.0.0.1:6443"
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+log = logging.getLogger("kubelite.client")
+
+
+def default_server() -> str:
+    """The apiserver address: $KUBELITE_SERVER, else where `kubelite up` listens."""
+    return os.environ.get("KUBELITE_SERVER") or DEFAULT_SERVER
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: dict[str, Any]
+
+    @property
+    def resource_version(self) -> str:
+        return self.object.get("metadata", {}).get("resourceVersion", "")
+
+
+@dataclass
+class ObjectList:
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str = ""
+    kind: str = ""
+    api_version: str = "v1"
+
+    def to_dict(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"resourceVersion": self.resource_version}
+        if self.continue_token:
+            meta["continue"] = self.continue_token
+        return {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta,
+                "items": self.items}
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _ns(namespace: str | None, obj: dict[str, Any] | None = None) -> str:
+    if namespace:
+        return namespace
+    if obj is not None:
+        return (obj.get("metadata") or {}).get("namespace") or ""
+    return ""
+
+
+class Client:
+    """An async client for one apiserver address.
+
+    `timeout` is the deadline of every unary call; watches have none.
+    `on_warning` receives the warnings the server attaches to a response.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        timeout: float = 10.0,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.target = target or default_server()
+        self.timeout = timeout
+        self.on_warning = on_warning or (lambda w: log.warning("server warning: %s", w))
+        self._channel = grpc.aio.insecure_channel(
+            self.target,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
+        )
+        self._stub = api_pb2_grpc.ApiStub(self._channel)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await method(request, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from None
+
+    def _object(self, response: api_pb2.ObjectResponse) -> dict[str, Any]:
+        for warning in response.warnings:
+            self.on_warning(warning)
+        return json.loads(response.object)
+
+    async def create(
+        self, resource: str, obj: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        req = api_pb2.CreateRequest(resource=resource, namespace=_ns(namespace, obj),
+                                    object=_dump(obj))
+        return self._object(await self._call(self._stub.Create, req))
+
+    async def get(
+        self, resource: str, name: str, *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        req = api_pb2.GetRequest(resource=resource, namespace=namespace or "", name=name)
+        return self._object(await self._call(self._stub.Get, req))
+
+    async def list(
+        self,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> ObjectList:
+        """Lists one page (all of it when limit is 0); namespace None means all namespaces."""
+        req = api_pb2.ListRequest(
+            resource=resource, namespace=namespace or "", label_selector=label_selector,
+            field_selector=field_selector, limit=limit, continue_token=continue_token,
+        )
+        resp = await self._call(self._stub.List, req)
+        return ObjectList(
+            items=[json.loads(item) for item in resp.items],
+            resource_version=resp.resource_version,
+            continue_token=resp.continue_token,
+            kind=resp.kind,
+            api_version=resp.api_version,
+        )
+
+    async def update(
+        self, resource: str, obj: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        req = api_pb2.UpdateRequest(resource=resource, namespace=_ns(namespace, obj),
+                                    object=_dump(obj))
+        return self._object(await self._call(self._stub.Update, req))
+
+    async def update_status(
+        self, resource: str, obj: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        req = api_pb2.UpdateRequest(resource=resource, namespace=_ns(namespace, obj),
+                                    object=_dump(obj))
+        return self._object(await self._call(self._stub.UpdateStatus, req))
+
+    async def patch(
+        self, resource: str, name: str, patch: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Applies a JSON merge patch (RFC 7386)."""
+        req = api_pb2.PatchRequest(resource=resource, namespace=namespace or "", name=name,
+                                   patch=_dump(patch))
+        return self._object(await self._call(self._stub.Patch, req))
+
+    async def delete(
+        self,
+        resource: str,
+        name: str,
+        *,
+        namespace: str | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str = "",
+        uid: str = "",
+        resource_version: str = "",
+    ) -> dict[str, Any]:
+        """Deletes an object; returns its last state (or its state while it terminates)."""
+        req = api_pb2.DeleteRequest(
+            resource=resource, namespace=namespace or "", name=name,
+            preconditions=api_pb2.Preconditions(uid=uid, resource_version=resource_version),
+            propagation_policy=propagation_policy,
+        )
+        if grace_period_seconds is not None:
+            req.grace_period_seconds = grace_period_seconds
+        return self._object(await self._call(self._stub.Delete, req))
+
+    async def bind(
+        self, name: str, node_name: str, *, namespace: str | None = None, uid: str = ""
+    ) -> dict[str, Any]:
+        """Binds a pod to a node (sets spec.nodeName once)."""
+        req = api_pb2.BindRequest(namespace=namespace or "", name=name, node_name=node_name,
+                                  uid=uid)
+        return self._object(await self._call(self._stub.Bind, req))
+
+    async def watch(
+        self,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
+        allow_bookmarks: bool = True,
+    ) -> AsyncIterator[WatchEvent]:
+        """Streams changes after resource_version ("" sends the current state first).
+
+        Raises ExpiredError when that revision has been trimmed from history.
+        """
+        req = api_pb2.WatchRequest(
+            resource=resource, namespace=namespace or "", label_selector=label_selector,
+            field_selector=field_selector, resource_version=resource_version,
+            allow_bookmarks=allow_bookmarks,
+        )
+        call = self._stub.Watch(req)
+        try:
+            async for event in call:
+                yield WatchEvent(event.type, json.loads(event.object))
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
+
+
+__all__ = ["ApiError", "Client", "ObjectList", "WatchEvent", "default_server", "DEFAULT_SERVER"]

@@ -1,0 +1,185 @@
+"""Runs kubelite's processes on this machine: redis-server, the apiserver and
+whatever other components the repo has. `kubelite up` and the test suite share
+it, so the tests start the cluster exactly the way a user does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+class ClusterError(Exception):
+    """A local process could not be started or did not become healthy."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def grpc_healthy(target: str, timeout: float = 1.0, service: str = "") -> bool:
+    """True when the gRPC health service at target answers SERVING."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            resp = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ClusterError(f"process for {target} exited with code {proc.returncode}")
+        if grpc_healthy(target, timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise ClusterError(f"{target} did not become healthy within {timeout:.0f}s")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its log file; stop() is SIGTERM, then SIGKILL."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            list(self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env}, start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, grace: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class RedisServer:
+    """A redis-server of our own on a free port, with AOF so a restart loses nothing."""
+
+    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ClusterError("redis-server not found on PATH (apt-get install redis-server)")
+        self.binary = binary
+        self.host = host
+        self.port = port or free_port(host)
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        argv = [
+            self.binary, "--port", str(self.port), "--bind", self.host,
+            "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--protected-mode", "no", "--daemonize", "no",
+        ]
+        self.process = ManagedProcess("redis", argv, self.workdir / "redis.log").start()
+        if not wait_port(self.host, self.port, timeout):
+            raise ClusterError(f"redis-server did not listen on {self.port}: "
+                               f"{self.process.tail(5)}")
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def kill(self) -> None:
+        if self.process:
+            self.process.kill()
+
+
+def component_exists(name: str) -> bool:
+    """A component exists when services/<name>/__main__.py does."""
+    try:
+        return importlib.util.find_spec(f"services.{name}.__main__") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def python_module_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def apiserver_process(
+    workdir: Path, *, listen: str, redis_url: str, metrics_port: int = 0,
+    extra: Sequence[str] = (), name: str = "apiserver",
+) -> ManagedProcess:
+    argv = python_module_argv(
+        "services.apiserver", "--listen", listen, "--redis-url", redis_url,
+        "--metrics-port", str(metrics_port), *extra,
+    )
+    return ManagedProcess(name, argv, workdir / f"{name}.log")
+
+
+def make_workdir(prefix: str = "kubelite-") -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
