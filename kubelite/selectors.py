@@ -70,9 +70,7 @@ def validate_label_key(key: str) -> None:
 def validate_label_value(value: str) -> None:
     """Raises InvalidError unless value is a valid label value (may be empty)."""
     if len(value) > 63:
-        raise InvalidError(
-            f"invalid label value {value!r}: must be no more than 63 characters"
-        )
+        raise InvalidError(f"invalid label value {value!r}: must be no more than 63 characters")
     if value and not _NAME_RE.match(value):
         raise InvalidError(
             f"invalid label value {value!r}: a valid label must be an empty string or "
@@ -121,9 +119,7 @@ def make_requirement(key: str, operator: str, values: Iterable[str] = ()) -> Req
             raise InvalidError(f"{key}: for 'in', 'notin' operators, values set can't be empty")
     elif operator in (EXISTS, DOES_NOT_EXIST):
         if vals:
-            raise InvalidError(
-                f"{key}: values set must be empty for exists and does not exist"
-            )
+            raise InvalidError(f"{key}: values set must be empty for exists and does not exist")
     elif operator in (GREATER_THAN, LESS_THAN):
         if len(vals) != 1 or not _INT_RE.match(vals[0]):
             raise InvalidError(
@@ -251,7 +247,6 @@ class LabelSelector:
 
 # The lexer mirrors k8s.io/apimachinery/pkg/labels/selector.go: identifiers are
 # runs of anything but whitespace and the special characters below.
-_SPECIAL = "!=(),<>"
 _TOKEN_RE = re.compile(r"\s*(?:(==|!=|[=!(),<>])|([^\s!=(),<>]+))")
 _END = ("end", "")
 
@@ -511,9 +506,7 @@ class FieldSelector:
         return hash(self.requirements)
 
 
-def parse_field_selector(
-    text: str, *, allowed: Iterable[str] | None = None
-) -> FieldSelector:
+def parse_field_selector(text: str, *, allowed: Iterable[str] | None = None) -> FieldSelector:
     """Parses a field selector string; "" selects everything.
 
     `allowed` narrows the supported fields (default: every field of FIELD_PATHS);
@@ -527,10 +520,8 @@ def parse_field_selector(
             continue
         idx, op = _find_operator(term)
         if idx < 0:
-            raise InvalidError(
-                f"invalid field selector: {text!r}; can't understand {term!r}"
-            )
-        field, raw = term[:idx].strip(), term[idx + len(op):]
+            raise InvalidError(f"invalid field selector: {text!r}; can't understand {term!r}")
+        field, raw = term[:idx].strip(), term[idx + len(op) :]
         if field not in allowed_fields:
             raise InvalidError(f"field label not supported: {field}")
         value = _unescape_field_value(raw, term)
