@@ -33,6 +33,11 @@ class ResourceInfo:
         return f"{self.singular}.{self.group}" if self.group else self.singular
 
     @property
+    def qualified_plural(self) -> str:
+        """The name Kubernetes uses in messages, e.g. 'deployments.apps' or 'pods'."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
     def schema_file(self) -> str:
         """The file name of this kind's schema in kubernetes-validate."""
         group = self.group.split(".")[0]

@@ -1,0 +1,145 @@
+"""The apiserver process: flags → Config → wiring → serve until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from kubelite.api.v1 import api_pb2, api_pb2_grpc
+from kubelite.config import add_flag, setup_logging
+from kubelite.errors import UnavailableError
+from kubelite.validation import DEFAULT_SCHEMA_VERSION, resolve_schema_version
+
+from .registry import Registry
+from .service import ApiService
+from .storage import Storage
+from .watchcache import WatchCache
+
+log = logging.getLogger("kubelite.apiserver")
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str
+    redis_url: str
+    metrics_port: int
+    metrics_address: str
+    history: int
+    watch_cache_size: int
+    bookmark_interval: float
+    storage_timeout: float
+    key_prefix: str
+    schema_version: str
+    shutdown_grace: float
+    log_level: str
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(prog="kubelite-apiserver", description=__doc__)
+    add_flag(p, "--listen", default="127.0.0.1:6443", help="gRPC address to serve on")
+    add_flag(p, "--redis-url", default="redis://127.0.0.1:6379/0", help="Redis to store in")
+    add_flag(p, "--metrics-port", default=0, help="Prometheus metrics port (0: off)")
+    add_flag(p, "--metrics-address", default="127.0.0.1", help="metrics bind address")
+    add_flag(p, "--history", default=10000,
+             help="events kept in the stream; older revisions cannot be watched from")
+    add_flag(p, "--watch-cache-size", default=5000, help="recent events kept in memory")
+    add_flag(p, "--bookmark-interval", default=60.0,
+             help="seconds of quiet after which a watch gets a BOOKMARK")
+    add_flag(p, "--storage-timeout", default=5.0, help="seconds a Redis call may take")
+    add_flag(p, "--key-prefix", default="kl", help="prefix of every Redis key")
+    add_flag(p, "--schema-version", default=DEFAULT_SCHEMA_VERSION,
+             help="Kubernetes version whose JSON schemas validate objects")
+    add_flag(p, "--shutdown-grace", default=5.0, help="seconds to finish calls on SIGTERM")
+    add_flag(p, "--log-level", default="info", help="debug, info, warning or error")
+    a = p.parse_args(argv)
+    return Config(
+        listen=a.listen, redis_url=a.redis_url, metrics_port=a.metrics_port,
+        metrics_address=a.metrics_address, history=a.history,
+        watch_cache_size=a.watch_cache_size, bookmark_interval=a.bookmark_interval,
+        storage_timeout=a.storage_timeout, key_prefix=a.key_prefix,
+        schema_version=resolve_schema_version(a.schema_version),
+        shutdown_grace=a.shutdown_grace, log_level=a.log_level,
+    )
+
+
+async def _bootstrap(registry: Registry, health_servicer: health.aio.HealthServicer) -> None:
+    """Creates the initial namespaces once Redis answers, then reports SERVING."""
+    delay = 0.1
+    while True:
+        try:
+            await registry.storage.ping()
+            await registry.ensure_initial_namespaces()
+            await registry.resume_namespace_finalizers()
+            break
+        except UnavailableError as err:
+            log.warning("waiting for redis", extra={"kv": {"error": err.message}})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("kubelite.api.v1.Api", health_pb2.HealthCheckResponse.SERVING)
+    log.info("apiserver is serving")
+
+
+async def serve(config: Config) -> None:
+    storage = Storage(config.redis_url, prefix=config.key_prefix, history=config.history,
+                      timeout=config.storage_timeout)
+    registry = Registry(storage, schema_version=config.schema_version)
+    cache = WatchCache(storage, size=config.watch_cache_size)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ])
+    api_pb2_grpc.add_ApiServicer_to_server(
+        ApiService(registry, cache, bookmark_interval=config.bookmark_interval), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([
+        api_pb2.DESCRIPTOR.services_by_name["Api"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    ], server)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise SystemExit(f"kubelite-apiserver: cannot listen on {config.listen}")
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr=config.metrics_address)
+    await server.start()
+    await cache.start()
+    log.info("apiserver started", extra={"kv": {
+        "listen": config.listen, "redis": config.redis_url, "schemas": config.schema_version,
+        "metrics_port": config.metrics_port}})
+    bootstrap = asyncio.create_task(_bootstrap(registry, health_servicer))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await health_servicer.enter_graceful_shutdown()
+    bootstrap.cancel()
+    await cache.stop()
+    await server.stop(config.shutdown_grace)
+    await registry.stop()
+    await storage.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    setup_logging(config.log_level)
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

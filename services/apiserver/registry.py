@@ -1,0 +1,584 @@
+"""The verbs: what Create, Update, Delete and friends mean for an object.
+
+This is the apiserver's strategy layer (Kubernetes' registry/rest strategies):
+typing, validation, defaults, which fields each verb may change, generation,
+graceful deletion and finalizers, and the namespace lifecycle. Storage does the
+atomic compare-and-swap; this layer decides what to swap in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubelite import selectors
+from kubelite.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnavailableError,
+)
+from kubelite.objects import merge_patch, now_rfc3339
+from kubelite.resources import RESOURCES, ResourceInfo, lookup
+from kubelite.validation import check_object, unimplemented_fields, validate_schema
+
+from . import defaults
+from .storage import RV_PLACEHOLDER, Storage, split_serialized
+
+log = logging.getLogger("kubelite.apiserver.registry")
+
+MAX_OBJECT_BYTES = 1536 * 1024  # 1.5 MiB, as etcd's default request limit
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+_SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                "generation", "resourceVersion", "name", "namespace", "selfLink")
+_META_ORDER = ("name", "generateName", "namespace", "uid", "resourceVersion")
+_CONFLICT_RETRIES = 20
+
+
+@dataclass
+class Result:
+    """An object as stored (JSON) and the warnings for the caller."""
+
+    raw: bytes
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Page:
+    items: list[bytes]
+    revision: int
+    continue_token: str
+
+
+def _ordered(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    """The object in Kubernetes' field order, with the revision placeholder in metadata.
+
+    apiVersion and kind come from the resource table and name, namespace and uid
+    are validated or generated, so the placeholder is the first string that could
+    hold it (see storage.split_serialized).
+    """
+    meta = obj.get("metadata") or {}
+    ordered_meta = {k: meta[k] for k in _META_ORDER if k in meta}
+    ordered_meta["resourceVersion"] = RV_PLACEHOLDER
+    ordered_meta.update({k: v for k, v in meta.items() if k not in ordered_meta})
+    out = {"apiVersion": info.api_version, "kind": info.kind, "metadata": ordered_meta}
+    out.update({k: v for k, v in obj.items() if k not in out})
+    return out
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    """Everything that is neither metadata nor status: what bumps generation."""
+    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+
+
+def selector_view(obj: dict[str, Any]) -> dict[str, Any]:
+    """The fields label and field selectors read, kept with each event as its 'before'."""
+    meta = obj.get("metadata") or {}
+    return {
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                     "labels": meta.get("labels") or {}},
+        "spec": {"nodeName": (obj.get("spec") or {}).get("nodeName")},
+        "status": {"phase": (obj.get("status") or {}).get("phase")},
+    }
+
+
+def _rv(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _json_object(body: bytes, what: str = "object") -> dict[str, Any]:
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidError(f"{what} is not valid JSON: {err}") from None
+    if not isinstance(obj, dict):
+        raise InvalidError(f"{what} must be a JSON object, not {type(obj).__name__}")
+    return obj
+
+
+def encode_continue(revision: int, key: str) -> str:
+    raw = json.dumps({"rv": revision, "key": key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(data["rv"]), str(data["key"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidError("continue: Invalid value: the continue token is malformed") from None
+
+
+class Registry:
+    def __init__(self, storage: Storage, *, schema_version: str,
+                 namespace_poll: float = 0.5) -> None:
+        self.storage = storage
+        self.schema_version = schema_version
+        self.namespace_poll = namespace_poll
+        self._finalizers: dict[str, asyncio.Task] = {}
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _namespace(self, info: ResourceInfo, requested: str, obj: dict[str, Any] | None) -> str:
+        if not info.namespaced:
+            return ""
+        in_obj = ((obj or {}).get("metadata") or {}).get("namespace") or ""
+        if requested and in_obj and requested != in_obj:
+            raise InvalidError(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request", field="metadata.namespace")
+        return requested or in_obj or "default"
+
+    def _typed(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if api_version in (None, "") and kind in (None, ""):
+            obj["apiVersion"], obj["kind"] = info.api_version, info.kind
+            return
+        if api_version != info.api_version or kind != info.kind:
+            raise InvalidError(
+                f"the object is {api_version}/{kind} but the request is for "
+                f"{info.api_version}/{info.kind} ({info.plural})", field="kind")
+
+    def _serialize(self, info: ResourceInfo, obj: dict[str, Any]) -> tuple[str, str]:
+        parts = split_serialized(_ordered(info, obj))
+        size = len(parts[0].encode()) + len(parts[1].encode()) + 20
+        if size > MAX_OBJECT_BYTES:
+            raise InvalidError(
+                f'{info.kind} "{obj["metadata"].get("name", "")}" is invalid: the object is too '
+                f"large: {size} bytes, the limit is {MAX_OBJECT_BYTES} bytes (1.5 MiB)")
+        return parts
+
+    async def _read(self, info: ResourceInfo, namespace: str, name: str) -> dict[str, Any]:
+        raw = await self.storage.get(info.plural, namespace, name)
+        if raw is None:
+            raise NotFoundError(f'{info.qualified_plural} "{name}" not found')
+        return json.loads(raw)
+
+    # -- create ----------------------------------------------------------------
+
+    async def create(self, info: ResourceInfo, namespace: str, body: bytes) -> Result:
+        obj = _json_object(body)
+        self._typed(info, obj)
+        validate_schema(info, obj, self.schema_version)
+        meta = obj.setdefault("metadata", {})
+        ns = self._namespace(info, namespace, obj)
+        if meta.get("resourceVersion"):
+            raise InvalidError("resourceVersion should not be set on objects to be created",
+                               field="metadata.resourceVersion")
+        generate = not meta.get("name") and meta.get("generateName")
+        for attempt in range(5):
+            if generate:
+                meta["name"] = str(meta["generateName"]) + "".join(
+                    random.choices(_GENERATE_CHARS, k=5))
+            try:
+                return await self._create_once(info, ns, obj)
+            except AlreadyExistsError:
+                if not (generate and attempt < 4):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _create_once(self, info: ResourceInfo, ns: str, given: dict[str, Any]) -> Result:
+        obj = json.loads(json.dumps(given))
+        meta = obj["metadata"]
+        if info.namespaced:
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(key, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        if _content(obj) and info.kind not in ("ConfigMap", "Event", "Endpoints"):
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        self._initial_status(info, obj)
+        defaults.apply(info.kind, obj)
+        check_object(info, obj)
+        warnings = unimplemented_fields(info, obj)
+        parts = self._serialize(info, obj)
+        _, raw = await self.storage.commit(
+            "create", info.plural, ns, meta["name"], parts, event_type="ADDED",
+            check_namespace=ns if info.namespaced else "",
+        )
+        return Result(raw, warnings)
+
+    @staticmethod
+    def _initial_status(info: ResourceInfo, obj: dict[str, Any]) -> None:
+        if info.kind == "Pod":
+            obj["status"] = {"phase": "Pending",
+                             "qosClass": defaults.qos_class(obj.get("spec") or {})}
+        elif info.kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+        elif info.kind == "Node":
+            pass  # a kubelet registers its node with its status, as Kubernetes allows
+        elif info.has_status:
+            obj["status"] = {}
+
+    # -- read ------------------------------------------------------------------
+
+    async def get(self, info: ResourceInfo, namespace: str, name: str) -> bytes:
+        ns = self._namespace(info, namespace, None)
+        raw = await self.storage.get(info.plural, ns, name)
+        if raw is None:
+            raise NotFoundError(f'{info.qualified_plural} "{name}" not found')
+        return raw
+
+    async def list(self, info: ResourceInfo, namespace: str, *, label_selector: str = "",
+                   field_selector: str = "", limit: int = 0, continue_token: str = "") -> Page:
+        ns = namespace if info.namespaced else ""
+        matches = compile_filter(label_selector, field_selector)
+        if limit < 0:
+            raise InvalidError("limit: Invalid value: must be 0 or greater", field="limit")
+        after, first_rev = "", 0
+        if continue_token:
+            first_rev, after = decode_continue(continue_token)
+        if not limit:
+            rev, pairs = await self.storage.list(info.plural, ns, after=after)
+            items = [raw for _, raw in pairs if matches is None or matches(json.loads(raw))]
+            return Page(items, first_rev or rev, "")
+        items: list[bytes] = []
+        chunk = max(limit * 2, 100)
+        last_key = after
+        while True:
+            rev, pairs = await self.storage.list(info.plural, ns, after=last_key, count=chunk)
+            first_rev = first_rev or rev
+            for key, raw in pairs:
+                if matches is None or matches(json.loads(raw)):
+                    items.append(raw)
+                last_key = key
+                if len(items) == limit:
+                    more = key != pairs[-1][0] or len(pairs) == chunk
+                    return Page(items, first_rev, encode_continue(first_rev, key) if more else "")
+            if len(pairs) < chunk:
+                return Page(items, first_rev, "")
+
+    # -- update ----------------------------------------------------------------
+
+    async def update(self, info: ResourceInfo, namespace: str, body: bytes, *,
+                     status: bool = False) -> Result:
+        if status and not info.has_status:
+            raise NotFoundError(f"{info.plural} have no status subresource")
+        obj = _json_object(body)
+        self._typed(info, obj)
+        validate_schema(info, obj, self.schema_version)
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not name:
+            raise InvalidError("metadata.name: Required value", field="metadata.name")
+        ns = self._namespace(info, namespace, obj)
+        old = await self._read(info, ns, name)
+        old_meta = old["metadata"]
+        if meta.get("resourceVersion") and str(meta["resourceVersion"]) != _rv(old):
+            raise ConflictError(
+                f'Operation cannot be fulfilled on {info.qualified_plural} "{name}": the object '
+                "has been modified; please apply your changes to the latest version and try "
+                "again")
+        if meta.get("uid") and meta["uid"] != old_meta.get("uid"):
+            raise ConflictError(f"Precondition failed: UID in object meta: {meta['uid']}, "
+                                f"stored UID: {old_meta.get('uid')}")
+        if status:
+            new = json.loads(json.dumps(old))
+            new["status"] = obj.get("status") or {}
+        else:
+            new = self._merge_for_update(info, old, obj)
+        return await self._write_update(info, ns, old, new)
+
+    @staticmethod
+    def _merge_for_update(info: ResourceInfo, old: dict[str, Any],
+                          obj: dict[str, Any]) -> dict[str, Any]:
+        new = json.loads(json.dumps(obj))
+        meta = new.setdefault("metadata", {})
+        for key in _SYSTEM_META:
+            if key in old["metadata"]:
+                meta[key] = old["metadata"][key]
+            else:
+                meta.pop(key, None)
+        if info.has_status:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        defaults.apply(info.kind, new)
+        check_immutable(info, old, new)
+        return new
+
+    async def _write_update(self, info: ResourceInfo, ns: str, old: dict[str, Any],
+                            new: dict[str, Any]) -> Result:
+        meta = new["metadata"]
+        if (meta.get("deletionTimestamp") and not meta.get("finalizers")
+                and not meta.get("deletionGracePeriodSeconds")):
+            # The last finalizer is gone: the deletion the object waited for happens now.
+            parts = split_serialized(_ordered(info, old))
+            _, raw = await self.storage.commit("delete", info.plural, ns, meta["name"], parts,
+                                               expected_rv=_rv(old), event_type="DELETED")
+            return Result(raw)
+        new_meta_cmp = dict(meta, resourceVersion=_rv(old))
+        if dict(new, metadata=new_meta_cmp) == old:
+            return Result(json.dumps(old, separators=(",", ":")).encode())
+        if _content(new) != _content(old) and "generation" in old["metadata"]:
+            meta["generation"] = int(old["metadata"]["generation"]) + 1
+        check_object(info, new)
+        warnings = unimplemented_fields(info, new)
+        parts = self._serialize(info, new)
+        _, raw = await self.storage.commit(
+            "update", info.plural, ns, meta["name"], parts, expected_rv=_rv(old),
+            event_type="MODIFIED", prev=json.dumps(selector_view(old)).encode())
+        return Result(raw, warnings)
+
+    async def patch(self, info: ResourceInfo, namespace: str, name: str, body: bytes) -> Result:
+        patch = _json_object(body, "patch")
+        ns = self._namespace(info, namespace, None)
+        pinned = str((patch.get("metadata") or {}).get("resourceVersion") or "")
+        for _ in range(_CONFLICT_RETRIES):
+            old = await self._read(info, ns, name)
+            if pinned and pinned != _rv(old):
+                raise ConflictError(
+                    f'Operation cannot be fulfilled on {info.qualified_plural} "{name}": the '
+                    "object has been modified; please apply your changes to the latest version "
+                    "and try again")
+            patched = merge_patch(old, patch)
+            if not isinstance(patched.get("metadata"), dict):
+                raise InvalidError("metadata: Invalid value: must be an object")
+            patched["metadata"]["name"] = name
+            self._typed(info, patched)
+            validate_schema(info, patched, self.schema_version)
+            new = self._merge_for_update(info, old, patched)
+            try:
+                return await self._write_update(info, ns, old, new)
+            except ConflictError:
+                if pinned:
+                    raise
+        raise ConflictError(f'too many conflicts patching {info.qualified_plural} "{name}"')
+
+    # -- delete ----------------------------------------------------------------
+
+    async def delete(self, info: ResourceInfo, namespace: str, name: str, *, uid: str = "",
+                     resource_version: str = "", grace: int | None = None,
+                     propagation: str = "") -> Result:
+        if propagation not in ("", "Background", "Foreground", "Orphan"):
+            raise InvalidError(f'propagationPolicy: Unsupported value: "{propagation}": '
+                               'supported values: "Background", "Foreground", "Orphan"')
+        if grace is not None and grace < 0:
+            raise InvalidError("gracePeriodSeconds: Invalid value: must be 0 or greater")
+        ns = self._namespace(info, namespace, None)
+        for _ in range(_CONFLICT_RETRIES):
+            old = await self._read(info, ns, name)
+            old_meta = old["metadata"]
+            if uid and uid != old_meta.get("uid"):
+                raise PreconditionFailedError(
+                    f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                    f"{old_meta.get('uid')}")
+            if resource_version and resource_version != _rv(old):
+                raise PreconditionFailedError(
+                    f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
+                    f"ResourceVersion in object meta: {_rv(old)}")
+            try:
+                if info.kind == "Namespace":
+                    return await self._delete_namespace(info, old)
+                return await self._delete_once(info, ns, old, grace, propagation)
+            except ConflictError:
+                continue
+        raise ConflictError(f'too many conflicts deleting {info.qualified_plural} "{name}"')
+
+    @staticmethod
+    def _grace_period(info: ResourceInfo, old: dict[str, Any], grace: int | None) -> int:
+        if info.kind != "Pod":
+            return 0
+        spec, status = old.get("spec") or {}, old.get("status") or {}
+        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            return 0  # no kubelet has to stop anything
+        if grace is None:
+            grace = int(spec.get("terminationGracePeriodSeconds", 30))
+        return grace
+
+    async def _delete_once(self, info: ResourceInfo, ns: str, old: dict[str, Any],
+                           grace: int | None, propagation: str) -> Result:
+        new = json.loads(json.dumps(old))
+        meta = new["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        wanted = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
+        if wanted and wanted not in finalizers and not meta.get("deletionTimestamp"):
+            finalizers.append(wanted)
+        period = self._grace_period(info, old, grace)
+        now = datetime.now(UTC)
+        if period > 0:
+            current = meta.get("deletionGracePeriodSeconds")
+            if meta.get("deletionTimestamp") and current is not None and current <= period:
+                return Result(json.dumps(old, separators=(",", ":")).encode())
+            meta["deletionTimestamp"] = (now + timedelta(seconds=period)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+            meta["deletionGracePeriodSeconds"] = period
+        elif finalizers:
+            meta.setdefault("deletionTimestamp", now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            meta["deletionGracePeriodSeconds"] = 0
+        if finalizers:
+            meta["finalizers"] = finalizers
+        if period > 0 or finalizers:
+            return await self._write_update(info, ns, old, new)
+        parts = split_serialized(_ordered(info, old))
+        _, raw = await self.storage.commit("delete", info.plural, ns, meta["name"], parts,
+                                           expected_rv=_rv(old), event_type="DELETED")
+        return Result(raw)
+
+    # -- bind ------------------------------------------------------------------
+
+    async def bind(self, namespace: str, name: str, node_name: str, uid: str = "") -> Result:
+        info = lookup("pods")
+        if not node_name:
+            raise InvalidError("target.name: Required value", field="target.name")
+        ns = namespace or "default"
+        for _ in range(_CONFLICT_RETRIES):
+            old = await self._read(info, ns, name)
+            if uid and uid != old["metadata"].get("uid"):
+                raise PreconditionFailedError(
+                    f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                    f"{old['metadata'].get('uid')}")
+            if old["metadata"].get("deletionTimestamp"):
+                raise ConflictError(f'pod "{name}" is being deleted, cannot be assigned to a '
+                                    "host")
+            current = (old.get("spec") or {}).get("nodeName")
+            if current:
+                raise ConflictError(f'pod "{name}" is already assigned to node "{current}"')
+            new = json.loads(json.dumps(old))
+            new["spec"]["nodeName"] = node_name
+            status = new.setdefault("status", {})
+            conditions = [c for c in status.get("conditions") or []
+                          if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True",
+                               "lastProbeTime": None, "lastTransitionTime": now_rfc3339()})
+            status["conditions"] = conditions
+            try:
+                return await self._write_update(info, ns, old, new)
+            except ConflictError:
+                continue
+        raise ConflictError(f'too many conflicts binding pod "{name}"')
+
+    # -- namespaces ------------------------------------------------------------
+
+    async def ensure_initial_namespaces(self) -> None:
+        info = lookup("namespaces")
+        for name in INITIAL_NAMESPACES:
+            if await self.storage.get(info.plural, "", name) is None:
+                body = json.dumps({"metadata": {"name": name}}).encode()
+                try:
+                    await self.create(info, "", body)
+                except AlreadyExistsError:
+                    pass  # another replica won the race
+
+    async def _delete_namespace(self, info: ResourceInfo, old: dict[str, Any]) -> Result:
+        name = old["metadata"]["name"]
+        if name in PROTECTED_NAMESPACES:
+            raise PreconditionFailedError(f'namespace "{name}" is protected and may not be '
+                                          "deleted")
+        await self.storage.mark_terminating(name)
+        result = Result(json.dumps(old, separators=(",", ":")).encode())
+        if not old["metadata"].get("deletionTimestamp"):
+            new = json.loads(json.dumps(old))
+            new["metadata"]["deletionTimestamp"] = now_rfc3339()
+            new["status"] = {"phase": "Terminating"}
+            result = await self._write_update(info, "", old, new)
+        self.finalize_namespace(name)
+        return result
+
+    def finalize_namespace(self, name: str) -> None:
+        """Starts (once) the task that empties a terminating namespace, then removes it."""
+        task = self._finalizers.get(name)
+        if task is None or task.done():
+            self._finalizers[name] = asyncio.create_task(self._empty_namespace(name),
+                                                         name=f"namespace-finalizer-{name}")
+
+    async def resume_namespace_finalizers(self) -> None:
+        for name in await self.storage.terminating_namespaces():
+            self.finalize_namespace(name)
+
+    async def _empty_namespace(self, name: str) -> None:
+        ns_info = lookup("namespaces")
+        while True:
+            try:
+                remaining = 0
+                for info in RESOURCES:
+                    if not info.namespaced:
+                        continue
+                    _, pairs = await self.storage.list(info.plural, name)
+                    for _, raw in pairs:
+                        remaining += 1
+                        obj = json.loads(raw)
+                        if obj["metadata"].get("deletionTimestamp") and info.kind != "Pod":
+                            continue
+                        try:
+                            await self.delete(info, name, obj["metadata"]["name"])
+                        except NotFoundError:
+                            pass
+                if remaining == 0:
+                    raw = await self.storage.get(ns_info.plural, "", name)
+                    if raw is not None:
+                        old = json.loads(raw)
+                        parts = split_serialized(_ordered(ns_info, old))
+                        await self.storage.commit("delete", ns_info.plural, "", name, parts,
+                                                  event_type="DELETED")
+                    await self.storage.unmark_terminating(name)
+                    log.info("namespace deleted", extra={"kv": {"namespace": name}})
+                    return
+            except (UnavailableError, ConflictError) as err:
+                log.warning("namespace finalizer retrying",
+                            extra={"kv": {"namespace": name, "error": str(err)}})
+            await asyncio.sleep(self.namespace_poll)
+
+    async def stop(self) -> None:
+        for task in self._finalizers.values():
+            task.cancel()
+        await asyncio.gather(*self._finalizers.values(), return_exceptions=True)
+
+
+def compile_filter(label_selector: str, field_selector: str):
+    """One predicate for both selectors, or None when neither selects anything."""
+    labels = selectors.parse_label_selector(label_selector) if label_selector else None
+    fields = selectors.parse_field_selector(field_selector) if field_selector else None
+    if labels is None and fields is None:
+        return None
+
+    def matches(obj: dict[str, Any]) -> bool:
+        if labels is not None and not labels.matches((obj.get("metadata") or {}).get("labels")):
+            return False
+        return fields is None or fields.matches(obj)
+
+    return matches
+
+
+def check_immutable(info: ResourceInfo, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Rejects updates to fields Kubernetes makes immutable."""
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if info.kind in ("Deployment", "ReplicaSet"):
+        if old_spec.get("selector") != new_spec.get("selector"):
+            raise InvalidError(f'{info.kind} "{old["metadata"]["name"]}" is invalid: '
+                               "spec.selector: Invalid value: field is immutable")
+    if info.kind == "Pod":
+        def mutable_view(spec: dict[str, Any]) -> dict[str, Any]:
+            view = json.loads(json.dumps(spec))
+            for c in view.get("containers") or []:
+                c.pop("image", None)
+            for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
+                view.pop(key, None)
+            if not old_spec.get("nodeName"):
+                view.pop("nodeName", None)
+            return view
+
+        if mutable_view(old_spec) != mutable_view(new_spec):
+            raise InvalidError(
+                f'Pod "{old["metadata"]["name"]}" is invalid: spec: Forbidden: pod updates may '
+                "not change fields other than `spec.containers[*].image`, "
+                "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
+                "tolerations) or `spec.terminationGracePeriodSeconds`")

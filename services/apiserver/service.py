@@ -1,0 +1,184 @@
+"""The gRPC face of the apiserver: requests in, kubelite errors out as status codes.
+
+Every handler resolves the resource, calls the registry and turns ApiError into
+its gRPC code. Anything else is a bug and is logged as one (INTERNAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from kubelite.api.v1 import api_pb2, api_pb2_grpc
+from kubelite.errors import ApiError, InvalidError, UnavailableError
+from kubelite.resources import ResourceInfo, lookup
+
+from .metrics import REQUEST_DURATION, REQUESTS
+from .registry import Registry, Result, compile_filter
+from .watchcache import WatchCache
+
+log = logging.getLogger("kubelite.apiserver")
+
+
+def _result(result: Result) -> api_pb2.ObjectResponse:
+    return api_pb2.ObjectResponse(object=result.raw, warnings=result.warnings)
+
+
+def unary(verb: str) -> Callable:
+    """Wraps a unary handler: metrics, the request deadline, and error mapping."""
+
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable:
+        @functools.wraps(fn)
+        async def handler(self: ApiService, request: Any, context: grpc.aio.ServicerContext):
+            started = time.perf_counter()
+            resource = getattr(request, "resource", "pods") or "?"
+            code = grpc.StatusCode.OK
+            try:
+                budget = context.time_remaining()
+                work = fn(self, request, context)
+                if budget is not None:
+                    try:
+                        return await asyncio.wait_for(work, max(budget - 0.05, 0.01))
+                    except (TimeoutError, asyncio.TimeoutError):
+                        raise UnavailableError(
+                            "storage did not answer within the request deadline") from None
+                return await work
+            except ApiError as err:
+                code = err.code
+                await context.abort(err.code, str(err))
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("internal error", extra={"kv": {"verb": verb}})
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error (a kubelite bug)")
+            finally:
+                REQUESTS.labels(verb, resource, code.name).inc()
+                REQUEST_DURATION.labels(verb, resource).observe(time.perf_counter() - started)
+
+        return handler
+
+    return decorate
+
+
+class ApiService(api_pb2_grpc.ApiServicer):
+    def __init__(self, registry: Registry, cache: WatchCache, *,
+                 bookmark_interval: float) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.bookmark_interval = bookmark_interval
+
+    @unary("create")
+    async def Create(self, request, context):
+        return _result(await self.registry.create(lookup(request.resource), request.namespace,
+                                                  request.object))
+
+    @unary("get")
+    async def Get(self, request, context):
+        raw = await self.registry.get(lookup(request.resource), request.namespace, request.name)
+        return api_pb2.ObjectResponse(object=raw)
+
+    @unary("list")
+    async def List(self, request, context):
+        info = lookup(request.resource)
+        page = await self.registry.list(
+            info, request.namespace, label_selector=request.label_selector,
+            field_selector=request.field_selector, limit=request.limit,
+            continue_token=request.continue_token,
+        )
+        return api_pb2.ListResponse(
+            items=page.items, resource_version=str(page.revision),
+            continue_token=page.continue_token, kind=f"{info.kind}List",
+            api_version=info.api_version,
+        )
+
+    @unary("update")
+    async def Update(self, request, context):
+        return _result(await self.registry.update(lookup(request.resource), request.namespace,
+                                                  request.object))
+
+    @unary("update_status")
+    async def UpdateStatus(self, request, context):
+        return _result(await self.registry.update(lookup(request.resource), request.namespace,
+                                                  request.object, status=True))
+
+    @unary("patch")
+    async def Patch(self, request, context):
+        return _result(await self.registry.patch(lookup(request.resource), request.namespace,
+                                                 request.name, request.patch))
+
+    @unary("delete")
+    async def Delete(self, request, context):
+        grace = (request.grace_period_seconds if request.HasField("grace_period_seconds")
+                 else None)
+        return _result(await self.registry.delete(
+            lookup(request.resource), request.namespace, request.name,
+            uid=request.preconditions.uid,
+            resource_version=request.preconditions.resource_version,
+            grace=grace, propagation=request.propagation_policy,
+        ))
+
+    @unary("bind")
+    async def Bind(self, request, context):
+        return _result(await self.registry.bind(request.namespace, request.name,
+                                                request.node_name, request.uid))
+
+    async def Watch(self, request, context) -> AsyncIterator[api_pb2.WatchEvent]:
+        resource = request.resource or "?"
+        code = grpc.StatusCode.OK
+        try:
+            info = lookup(request.resource)
+            async for event in self._watch(info, request):
+                yield event
+        except ApiError as err:
+            code = err.code
+            await context.abort(err.code, str(err))
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("internal error", extra={"kv": {"verb": "watch"}})
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error (a kubelite bug)")
+        finally:
+            REQUESTS.labels("watch", resource, code.name).inc()
+
+    async def _watch(self, info: ResourceInfo, request) -> AsyncIterator[api_pb2.WatchEvent]:
+        namespace = request.namespace if info.namespaced else ""
+        matches = compile_filter(request.label_selector, request.field_selector)
+        rv = request.resource_version
+        after: int | None
+        if rv == "":
+            page = await self.registry.list(info, namespace,
+                                            label_selector=request.label_selector,
+                                            field_selector=request.field_selector)
+            for raw in page.items:
+                yield api_pb2.WatchEvent(type="ADDED", object=raw)
+            after = page.revision
+        elif rv == "0":
+            after = None
+        else:
+            try:
+                after = int(rv)
+            except ValueError:
+                raise InvalidError(f'resourceVersion: Invalid value: "{rv}": must be a '
+                                   "revision number") from None
+        interval = self.bookmark_interval if request.allow_bookmarks else None
+        async for delivery in self.cache.watch(resource=info.plural, namespace=namespace,
+                                               matches=matches, after=after,
+                                               bookmark_interval=interval):
+            if delivery.type == "BOOKMARK":
+                raw = json.dumps({"apiVersion": info.api_version, "kind": info.kind,
+                                  "metadata": {"resourceVersion": str(delivery.revision)}},
+                                 separators=(",", ":")).encode()
+                yield api_pb2.WatchEvent(type="BOOKMARK", object=raw)
+            else:
+                yield api_pb2.WatchEvent(type=delivery.type, object=delivery.raw)

@@ -1,0 +1,307 @@
+"""Redis as the etcd of kubelite: every mutation is one atomic Lua script.
+
+The script checks its precondition, increments the single global revision,
+stores the object with `metadata.resourceVersion = revision` and appends the
+event to one Redis Stream whose entry ID is `<revision>-0`. resourceVersion,
+revision and stream position are therefore one number, and the stream is the
+commit log that watches replay.
+
+Layout (prefix `kl` by default):
+  kl:rev                 the revision counter
+  kl:events              the event stream, trimmed to a bounded history
+  kl:o:<resource>        hash  "<namespace>/<name>" -> object JSON
+  kl:i:<resource>        zset  "<namespace>/<name>" (score 0), for ordered,
+                         paginated, per-namespace listing with ZRANGEBYLEX
+  kl:terminating         set of namespaces being deleted
+
+The object's JSON is built in Python around a placeholder for the revision; the
+script splices the revision in, so objects are never decoded in Lua (cjson would
+turn empty lists into objects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from kubelite.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    ExpiredError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnavailableError,
+)
+
+T = TypeVar("T")
+
+# The placeholder is the first string in the serialized object after apiVersion
+# and kind (both validated against the resource table), so the first match is ours.
+RV_PLACEHOLDER = "\x00rv\x00"
+_RV_PLACEHOLDER_JSON = json.dumps(RV_PLACEHOLDER)
+
+_COMMIT = """
+local op, member, expected = ARGV[1], ARGV[2], ARGV[3]
+local cur = redis.call('HGET', KEYS[3], member)
+if op == 'create' then
+  if cur then return {-1} end
+  if ARGV[9] ~= '' then
+    if redis.call('HEXISTS', KEYS[5], '/' .. ARGV[9]) == 0 then return {-2} end
+    if redis.call('SISMEMBER', KEYS[6], ARGV[9]) == 1 then return {-3} end
+  end
+else
+  if not cur then return {-4} end
+  if expected ~= '' then
+    local rv = string.match(cur, '"resourceVersion":"(%d+)"')
+    if rv ~= expected then return {-5, rv or ''} end
+  end
+end
+local rev = redis.call('INCR', KEYS[1])
+local obj = ARGV[4] .. rev .. ARGV[5]
+if op == 'delete' then
+  redis.call('HDEL', KEYS[3], member)
+  redis.call('ZREM', KEYS[4], member)
+else
+  redis.call('HSET', KEYS[3], member, obj)
+  if op == 'create' then redis.call('ZADD', KEYS[4], 0, member) end
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[8], rev .. '-0',
+           't', ARGV[6], 'r', ARGV[7], 'o', obj, 'p', ARGV[10])
+return {rev}
+"""
+
+_LIST = """
+local members
+if tonumber(ARGV[3]) > 0 then
+  members = redis.call('ZRANGEBYLEX', KEYS[3], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+else
+  members = redis.call('ZRANGEBYLEX', KEYS[3], ARGV[1], ARGV[2])
+end
+local out = {redis.call('GET', KEYS[1]) or '0'}
+for i = 1, #members, 500 do
+  local chunk = {}
+  for j = i, math.min(i + 499, #members) do chunk[#chunk + 1] = members[j] end
+  local vals = redis.call('HMGET', KEYS[2], unpack(chunk))
+  for j = 1, #chunk do
+    if vals[j] then
+      out[#out + 1] = chunk[j]
+      out[#out + 1] = vals[j]
+    end
+  end
+end
+return out
+"""
+
+_EVENT_FIELDS = (b"t", b"r", b"o", b"p")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One committed change, as read back from the event stream."""
+
+    revision: int
+    type: str  # ADDED, MODIFIED, DELETED
+    resource: str
+    raw: bytes  # the object's JSON, resourceVersion included
+    prev: bytes  # the fields that selectors look at, before the change ("" if none)
+
+
+def member_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def split_serialized(obj: dict[str, Any]) -> tuple[str, str]:
+    """Serializes an object whose metadata.resourceVersion is RV_PLACEHOLDER.
+
+    Returns the JSON text before and after the placeholder's contents.
+    """
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    head, sep, tail = text.partition(_RV_PLACEHOLDER_JSON)
+    if not sep:
+        raise ValueError("object has no resourceVersion placeholder")
+    return head + '"', '"' + tail
+
+
+def parse_event(entry_id: bytes, fields: dict[bytes, bytes]) -> StoredEvent:
+    return StoredEvent(
+        revision=int(entry_id.split(b"-", 1)[0]),
+        type=fields[b"t"].decode(),
+        resource=fields[b"r"].decode(),
+        raw=fields[b"o"],
+        prev=fields.get(b"p", b""),
+    )
+
+
+class Storage:
+    """The apiserver's only door to Redis. Redis failures become UnavailableError."""
+
+    def __init__(self, url: str, *, prefix: str = "kl", history: int = 10000,
+                 timeout: float = 5.0) -> None:
+        self.prefix = prefix
+        self.history = history
+        self.timeout = timeout
+        common: dict[str, Any] = dict(
+            socket_connect_timeout=min(timeout, 2.0),
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=timeout, **common)
+        # Blocking stream reads get a connection of their own, with a timeout
+        # longer than the block, so that they never starve ordinary calls.
+        self.stream_redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout + 5.0, client_name="kubelite-watchcache",
+            max_connections=2, **common)
+        self.rev_key = f"{prefix}:rev"
+        self.events_key = f"{prefix}:events"
+        self.terminating_key = f"{prefix}:terminating"
+        self._commit = self.redis.register_script(_COMMIT)
+        self._list = self.redis.register_script(_LIST)
+
+    def hash_key(self, resource: str) -> str:
+        return f"{self.prefix}:o:{resource}"
+
+    def index_key(self, resource: str) -> str:
+        return f"{self.prefix}:i:{resource}"
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.stream_redis.aclose()
+
+    async def guard(self, op: Awaitable[T] | Callable[[], Awaitable[T]],
+                    timeout: float | None = None) -> T:
+        """Runs one Redis operation, bounded in time, with failures as UnavailableError."""
+        awaitable = op() if callable(op) else op
+        try:
+            return await asyncio.wait_for(awaitable, timeout or self.timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise UnavailableError("storage is unavailable: redis did not answer in time") from None
+        except ResponseError as err:
+            if "BUSY" in str(err) or "LOADING" in str(err) or "READONLY" in str(err):
+                raise UnavailableError(f"storage is unavailable: {err}") from None
+            raise
+        except (RedisError, OSError) as err:
+            raise UnavailableError(f"storage is unavailable: {err}") from None
+
+    async def ping(self) -> None:
+        await self.guard(self.redis.ping())
+
+    async def get(self, resource: str, namespace: str, name: str) -> bytes | None:
+        return await self.guard(self.redis.hget(self.hash_key(resource),
+                                                member_key(namespace, name)))
+
+    async def commit(
+        self,
+        op: str,
+        resource: str,
+        namespace: str,
+        name: str,
+        parts: tuple[str, str],
+        *,
+        expected_rv: str = "",
+        event_type: str,
+        check_namespace: str = "",
+        prev: bytes = b"",
+        timeout: float | None = None,
+    ) -> tuple[int, bytes]:
+        """Atomically writes (create/update) or removes (delete) one object.
+
+        `parts` is the object's JSON split around its revision (split_serialized).
+        Returns the new revision and the stored JSON.
+        """
+        head, tail = parts
+        keys = [self.rev_key, self.events_key, self.hash_key(resource), self.index_key(resource),
+                self.hash_key("namespaces"), self.terminating_key]
+        args = [op, member_key(namespace, name), expected_rv, head, tail, event_type, resource,
+                self.history, check_namespace, prev]
+        result = await self.guard(self._commit(keys=keys, args=args), timeout)
+        code = int(result[0])
+        if code > 0:
+            return code, f"{head}{code}{tail}".encode()
+        if code == -1:
+            raise AlreadyExistsError(f'{resource} "{name}" already exists')
+        if code == -2:
+            raise NotFoundError(f'namespaces "{check_namespace}" not found')
+        if code == -3:
+            raise PreconditionFailedError(
+                f'unable to create new content in namespace {check_namespace} '
+                f'because it is being terminated')
+        if code == -4:
+            raise NotFoundError(f'{resource} "{name}" not found')
+        raise ConflictError(
+            f'Operation cannot be fulfilled on {resource} "{name}": the object has been '
+            f'modified; please apply your changes to the latest version and try again')
+
+    async def list(self, resource: str, namespace: str, *, after: str = "",
+                   count: int = 0) -> tuple[int, list[tuple[str, bytes]]]:
+        """Reads objects in key order, with the revision they are consistent with.
+
+        namespace "" lists every namespace; `after` is an exclusive start key.
+        """
+        if namespace:
+            low, high = f"[{namespace}/", f"({namespace}0"  # '0' sorts right after '/'
+        else:
+            low, high = "-", "+"
+        if after and (low == "-" or after >= low[1:]):
+            low = f"({after}"
+        keys = [self.rev_key, self.hash_key(resource), self.index_key(resource)]
+        result = await self.guard(self._list(keys=keys, args=[low, high, count]))
+        pairs = [(result[i].decode(), result[i + 1]) for i in range(1, len(result), 2)]
+        return int(result[0]), pairs
+
+    async def current_revision(self) -> int:
+        return int(await self.guard(self.redis.get(self.rev_key)) or 0)
+
+    async def last_stream_revision(self) -> int:
+        """The revision of the newest retained event (or the counter, if none)."""
+        entries = await self.guard(self.redis.xrevrange(self.events_key, count=1))
+        if entries:
+            return int(entries[0][0].split(b"-", 1)[0])
+        return await self.current_revision()
+
+    async def read_range(self, after: int, upto: int, count: int = 1000) -> list[StoredEvent]:
+        """Events with after < revision <= upto; raises ExpiredError if some were trimmed."""
+        out: list[StoredEvent] = []
+        start = after + 1
+        while start <= upto:
+            entries = await self.guard(self.redis.xrange(
+                self.events_key, min=f"{start}-0", max=f"{upto}-0", count=count))
+            if not entries:
+                break
+            events = [parse_event(eid, fields) for eid, fields in entries]
+            if events[0].revision != start:
+                break
+            out.extend(events)
+            start = events[-1].revision + 1
+        if start <= upto:
+            raise ExpiredError(
+                f"too old resource version: {after} (history is trimmed; list again)")
+        return out
+
+    async def read_stream(self, after: int, block_ms: int, count: int = 1000
+                          ) -> list[StoredEvent]:
+        """Blocks up to block_ms for events after revision `after` (the watch cache's reader)."""
+        response = await self.guard(
+            self.stream_redis.xread({self.events_key: f"{after}-0"}, count=count,
+                                    block=block_ms),
+            timeout=self.timeout + block_ms / 1000,
+        )
+        if not response:
+            return []
+        return [parse_event(eid, fields) for eid, fields in response[0][1]]
+
+    async def mark_terminating(self, namespace: str) -> None:
+        await self.guard(self.redis.sadd(self.terminating_key, namespace))
+
+    async def unmark_terminating(self, namespace: str) -> None:
+        await self.guard(self.redis.srem(self.terminating_key, namespace))
+
+    async def terminating_namespaces(self) -> list[str]:
+        return sorted(m.decode() for m in await self.guard(
+            self.redis.smembers(self.terminating_key)))
