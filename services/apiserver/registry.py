@@ -318,8 +318,8 @@ class Registry:
     async def _write_update(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                             new: dict[str, Any]) -> Result:
         meta = new["metadata"]
-        if (meta.get("deletionTimestamp") and not meta.get("finalizers")
-                and not meta.get("deletionGracePeriodSeconds")):
+        if (old["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
+                and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")):
             # The last finalizer is gone: the deletion the object waited for happens now.
             parts = split_serialized(_ordered(info, old))
             _, raw = await self.storage.commit("delete", info.plural, ns, meta["name"], parts,
