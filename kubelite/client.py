@@ -203,6 +203,32 @@ class Client:
                                   uid=uid)
         return self._object(await self._call(self._stub.Bind, req))
 
+    async def logs(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        container: str = "",
+        follow: bool = False,
+        previous: bool = False,
+        tail_lines: int | None = None,
+        timestamps: bool = False,
+    ) -> AsyncIterator[bytes]:
+        """Streams a pod's container log through the apiserver (from its kubelet)."""
+        req = api_pb2.LogsRequest(namespace=namespace or "default", name=name,
+                                  container=container, follow=follow, previous=previous,
+                                  timestamps=timestamps)
+        if tail_lines is not None:
+            req.tail_lines = tail_lines
+        call = self._stub.Logs(req, timeout=None if follow else self.timeout * 3)
+        try:
+            async for chunk in call:
+                yield chunk.data
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
+
     async def watch(
         self,
         resource: str,

@@ -466,6 +466,23 @@ class Registry:
                 continue
         raise ConflictError(f'too many conflicts binding pod "{name}"')
 
+    # -- pods/log --------------------------------------------------------------
+
+    async def kubelet_endpoint(self, namespace: str, name: str) -> str:
+        """host:port of the kubelet running a pod, from the pod's Node status."""
+        pod = await self._read(lookup("pods"), namespace or "default", name)
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise InvalidError(f'pod "{name}" does not have a host assigned')
+        node = await self._read(lookup("nodes"), "", node_name)
+        status = node.get("status") or {}
+        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+        addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+        host = addresses.get("InternalIP") or addresses.get("Hostname")
+        if not port or not host:
+            raise UnavailableError(f'node "{node_name}" publishes no kubelet endpoint')
+        return f"{host}:{port}"
+
     # -- namespaces ------------------------------------------------------------
 
     async def ensure_initial_namespaces(self) -> None:

@@ -131,6 +131,35 @@ class ApiService(api_pb2_grpc.ApiServicer):
         return _result(await self.registry.bind(request.namespace, request.name,
                                                 request.node_name, request.uid))
 
+    async def Logs(self, request, context) -> AsyncIterator[api_pb2.LogChunk]:
+        """Proxies pods/log to the kubelet of the pod's node, as Kubernetes does."""
+        code = grpc.StatusCode.OK
+        try:
+            target = await self.registry.kubelet_endpoint(request.namespace, request.name)
+            async with grpc.aio.insecure_channel(target) as channel:
+                stream = api_pb2_grpc.KubeletStub(channel).Logs(request)
+                try:
+                    async for chunk in stream:
+                        yield chunk
+                except grpc.aio.AioRpcError as err:
+                    if err.code() == grpc.StatusCode.UNAVAILABLE:
+                        raise UnavailableError(
+                            f"cannot reach the kubelet at {target}: {err.details()}") from None
+                    code = err.code()
+                    await context.abort(err.code(), err.details() or "")
+        except ApiError as err:
+            code = err.code
+            await context.abort(err.code, str(err))
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("internal error", extra={"kv": {"verb": "logs"}})
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error (a kubelite bug)")
+        finally:
+            REQUESTS.labels("logs", "pods", code.name).inc()
+
     async def Watch(self, request, context) -> AsyncIterator[api_pb2.WatchEvent]:
         resource = request.resource or "?"
         code = grpc.StatusCode.OK

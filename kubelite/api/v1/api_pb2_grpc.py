@@ -79,6 +79,11 @@ class ApiStub:
                 request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.BindRequest.SerializeToString,
                 response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.ObjectResponse.FromString,
                 _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/kubelite.api.v1.Api/Logs',
+                request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
+                response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -142,6 +147,14 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """Logs streams a container's log (pods/log). The apiserver proxies it to the
+        kubelet of the pod's node, at the endpoint that node publishes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +202,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.Bind,
                     request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.BindRequest.FromString,
                     response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.ObjectResponse.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.FromString,
+                    response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +452,114 @@ class Api:
             '/kubelite.api.v1.Api/Bind',
             kubelite_dot_api_dot_v1_dot_api__pb2.BindRequest.SerializeToString,
             kubelite_dot_api_dot_v1_dot_api__pb2.ObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kubelite.api.v1.Api/Logs',
+            kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
+            kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class KubeletStub:
+    """Served by every kubelet, at status.addresses[InternalIP] and
+    status.daemonEndpoints.kubeletEndpoint.Port of its Node. Only the apiserver
+    calls it.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Logs = channel.unary_stream(
+                '/kubelite.api.v1.Kubelet/Logs',
+                request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
+                response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.FromString,
+                _registered_method=True)
+
+
+class KubeletServicer:
+    """Served by every kubelet, at status.addresses[InternalIP] and
+    status.daemonEndpoints.kubeletEndpoint.Port of its Node. Only the apiserver
+    calls it.
+    """
+
+    def Logs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_KubeletServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.FromString,
+                    response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kubelite.api.v1.Kubelet', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kubelite.api.v1.Kubelet', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Kubelet:
+    """Served by every kubelet, at status.addresses[InternalIP] and
+    status.daemonEndpoints.kubeletEndpoint.Port of its Node. Only the apiserver
+    calls it.
+    """
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kubelite.api.v1.Kubelet/Logs',
+            kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
+            kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.FromString,
             options,
             channel_credentials,
             insecure,
