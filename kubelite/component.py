@@ -123,12 +123,19 @@ async def run_leader_elected(client: Client, config: LeaderConfig,
 
 
 async def run_component(name: str, config: CommonConfig,
-                        work: Callable[[], Awaitable[None]]) -> None:
-    """Serves health and metrics, runs `work` until SIGTERM/SIGINT, then stops cleanly."""
+                        work: Callable[[], Awaitable[None]], *,
+                        register: Callable[[grpc.aio.Server], list[str]] | None = None) -> None:
+    """Serves health and metrics, runs `work` until SIGTERM/SIGINT, then stops cleanly.
+
+    `register` may add the component's own gRPC services to the same server (the
+    kubelet's Logs); it returns their full names, for reflection.
+    """
     server = grpc.aio.server()
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    names = register(server) if register else []
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(config.health_listen)
     if port == 0:
         raise SystemExit(f"kubelite-{name}: cannot listen on {config.health_listen}")
