@@ -1,0 +1,67 @@
+"""How a failure reaches the user: one readable line on stderr, exit code 1.
+
+Server errors read as kubectl's do (`Error from server (NotFound): ...`); a
+server that cannot be reached, a bad file or a bad argument reads
+`error: ...`. Nothing the user can cause ends in a traceback.
+"""
+
+from __future__ import annotations
+
+from kubelite import errors
+
+# The reason kubectl prints in parentheses for each error class.
+REASONS: dict[type[errors.ApiError], str] = {
+    errors.InvalidError: "Invalid",
+    errors.NotFoundError: "NotFound",
+    errors.AlreadyExistsError: "AlreadyExists",
+    errors.ConflictError: "Conflict",
+    errors.ExpiredError: "Expired",
+    errors.PreconditionFailedError: "PreconditionFailed",
+    errors.UnavailableError: "ServiceUnavailable",
+    errors.DeadlineExceededError: "Timeout",
+}
+
+# Phrases with which grpc reports that it never reached the server at all.
+_CONNECT_FAILURES = ("failed to connect", "connection refused", "dns resolution failed",
+                     "name resolution", "connect failed", "socket closed",
+                     "no route to host", "connection reset")
+
+
+class CliError(Exception):
+    """A failure the CLI reports as `error: <message>` and exit code 1."""
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def is_connect_failure(err: errors.ApiError) -> bool:
+    """True when the call never reached an apiserver (as opposed to the server failing)."""
+    if not isinstance(err, errors.UnavailableError):
+        return False
+    text = err.message.lower()
+    return any(phrase in text for phrase in _CONNECT_FAILURES)
+
+
+def is_fatal(err: errors.ApiError) -> bool:
+    """True when no further request can succeed either: stop instead of going on."""
+    return is_connect_failure(err) or isinstance(err, errors.DeadlineExceededError)
+
+
+def api_error_line(err: errors.ApiError, *, server: str, timeout: float) -> str:
+    """The one line that reports an error from (or on the way to) the apiserver."""
+    if is_connect_failure(err):
+        return f"error: cannot connect to the apiserver at {server}: {connect_reason(err)}"
+    if isinstance(err, errors.DeadlineExceededError):
+        return f"error: the apiserver at {server} did not answer within {timeout:g}s"
+    reason = next((r for cls, r in REASONS.items() if isinstance(err, cls)), None)
+    if reason is None:
+        reason = getattr(err.code, "name", "Unknown").title().replace("_", "")
+    return f"Error from server ({reason}): {one_line(str(err))}"
+
+
+def connect_reason(err: errors.ApiError) -> str:
+    """grpc's long connect error cut to its last, telling clause ('Connection refused')."""
+    text = one_line(err.message)
+    tail = text.rsplit(": ", 1)[-1]
+    return tail if tail and len(tail) < len(text) else text

@@ -1,0 +1,231 @@
+"""`kubelite up`: a whole cluster as local processes, until Ctrl-C or SIGTERM.
+
+It starts redis-server (unless --redis-url names one), then the apiserver,
+then every other component the repo has, each as a child process with its
+log under DATA/logs/. The data dir defaults to `.kubelite/` in the current
+directory, so a second `kubelite up` there finds the same objects again
+(Redis keeps them in an append-only file under DATA/redis/).
+
+Adding a component is one entry in COMPONENTS. Every component gets
+`--server` (the apiserver address); its metrics port comes through the
+environment (KUBELITE_METRICS_PORT), which config.add_flag reads as the
+default of --metrics-port, so a component without metrics is not broken by it.
+
+Shutdown stops the children in the reverse order of their start, each with
+SIGTERM and then SIGKILL after a grace period. Children run in their own
+session so that a Ctrl-C in the terminal reaches only `up`, which then stops
+them in order. If a child dies on its own, `up` reports it and shuts down.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from kubelite.cli.reporting import CliError
+from kubelite.localcluster import (
+    ClusterError,
+    ManagedProcess,
+    RedisServer,
+    apiserver_process,
+    component_exists,
+    free_port,
+    python_module_argv,
+    wait_healthy,
+)
+
+DEFAULT_DATA_DIR = ".kubelite"
+STOP_GRACE_SECONDS = 10.0
+HEALTH_TIMEOUT_SECONDS = 30.0
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    listen: str = "127.0.0.1:6443"
+    redis_url: str = ""  # empty: start our own redis-server
+    data_dir: str = DEFAULT_DATA_DIR
+    nodes: int = 1
+    metrics_port: int = 0  # the apiserver's; 0 picks a free port
+
+
+@dataclass(frozen=True)
+class Component:
+    """One kind of process `up` runs after the apiserver (services/<module>)."""
+
+    module: str
+    replicas: Callable[[UpOptions], int] = lambda options: 1
+    args: Callable[[UpOptions, int], list[str]] = lambda options, index: []
+
+    def instance_name(self, index: int, count: int) -> str:
+        return self.module if count == 1 else f"{self.module}-{index}"
+
+
+def node_name(index: int) -> str:
+    return f"node-{index}"
+
+
+# In start order; shutdown runs in reverse. Only those that exist are started.
+COMPONENTS: tuple[Component, ...] = (
+    Component("controller"),
+    Component("scheduler"),
+    Component("kubelet", replicas=lambda o: o.nodes,
+              args=lambda o, i: ["--node-name", node_name(i)]),
+    Component("proxy"),
+)
+
+
+class Shutdown(Exception):
+    """Raised by the signal handler: stop everything and exit 0."""
+
+
+class ChildDied(Exception):
+    """A child process exited while the cluster was meant to be running."""
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CliError(f'invalid --listen address "{address}": expected HOST:PORT')
+    return host or "127.0.0.1", int(port)
+
+
+def check_port_free(address: str) -> None:
+    """Fails with one line when something already listens on the address.
+
+    gRPC binds with SO_REUSEPORT, so a second apiserver would silently share
+    the port with the first; this check is what prevents that.
+    """
+    host, port = split_address(address)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise CliError(f"cannot listen on {address}: the port is already in use "
+                               f"(is another kubelite up running?)") from None
+            raise CliError(f"cannot listen on {address}: {err.strerror}") from None
+
+
+class LocalCluster:
+    """The running children, in start order."""
+
+    def __init__(self, options: UpOptions, out: IO[str]) -> None:
+        self.options = options
+        self.out = out
+        self.data_dir = Path(options.data_dir).resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.redis: RedisServer | None = None
+        self.children: list[ManagedProcess] = []
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def start(self) -> None:
+        options = self.options
+        check_port_free(options.listen)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        redis_url = options.redis_url
+        if not redis_url:
+            try:
+                self.redis = RedisServer(self.data_dir / "redis")
+                self.redis.start()
+            except ClusterError as err:
+                raise CliError(str(err)) from None
+            assert self.redis.process is not None
+            self.children.append(self.redis.process)
+            redis_url = self.redis.url
+        metrics_port = options.metrics_port or free_port()
+        apiserver = apiserver_process(self.log_dir, listen=options.listen, redis_url=redis_url,
+                                      metrics_port=metrics_port)
+        self.children.append(apiserver)  # before start: a signal may arrive at any moment
+        apiserver.start()
+        try:
+            wait_healthy(options.listen, HEALTH_TIMEOUT_SECONDS, apiserver.proc)
+        except ClusterError as err:
+            raise CliError(f"the apiserver did not start: {err} "
+                           f"(see {apiserver.log_path})") from None
+        for component in COMPONENTS:
+            if not component_exists(component.module):
+                continue
+            count = component.replicas(options)
+            for index in range(count):
+                name = component.instance_name(index, count)
+                argv = python_module_argv(f"services.{component.module}",
+                                          "--server", options.listen,
+                                          *component.args(options, index))
+                env = {"KUBELITE_METRICS_PORT": str(free_port())}
+                process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env)
+                self.children.append(process)
+                process.start()
+        self.say(f"kubelite is up: apiserver at {options.listen}")
+        self.say(f"  redis:   {redis_url}"
+                 + (f" (data in {self.redis.workdir})" if self.redis else ""))
+        self.say(f"  metrics: http://127.0.0.1:{metrics_port}/metrics")
+        self.say(f"  logs:    {self.log_dir}/"
+                 + (f" (redis: {self.redis.process.log_path})"
+                    if self.redis and self.redis.process else ""))
+        started = ", ".join(f"{c.name} (pid {c.pid})" for c in self.children)
+        self.say(f"  processes: {started}")
+        self.say("Press Ctrl-C to stop.")
+
+    def watch_children(self) -> None:
+        """Returns never: raises ChildDied when a child exits, Shutdown on a signal."""
+        while True:
+            for child in self.children:
+                if not child.alive():
+                    code = child.proc.returncode if child.proc else None
+                    raise ChildDied(f"{child.name} exited unexpectedly with code {code} "
+                                    f"(see {child.log_path})")
+            time.sleep(POLL_SECONDS)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop(STOP_GRACE_SECONDS)
+        if self.redis is not None:
+            self.redis.stop()  # in case a signal came between its start and our list
+
+
+def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
+    raise Shutdown()
+
+
+def run(options: UpOptions, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """Runs the cluster until a signal (exit 0) or a child's death (exit 1)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if options.nodes < 0:
+        raise CliError("--nodes must be 0 or more")
+    cluster = LocalCluster(options, out)
+    previous = {sig: signal.signal(sig, _raise_shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
+    code = 0
+    try:
+        cluster.start()
+        cluster.watch_children()
+    except (Shutdown, KeyboardInterrupt):
+        pass
+    except ChildDied as died:
+        print(f"error: {died}", file=err, flush=True)
+        code = 1
+    except CliError as failure:
+        print(f"error: {failure}", file=err, flush=True)
+        code = 1
+    finally:
+        # A second Ctrl-C must not cut the orderly shutdown short.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        cluster.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code == 0:
+        print("kubelite stopped", file=out, flush=True)
+    return code
