@@ -92,7 +92,9 @@ async def serve(config: Config) -> None:
     storage = Storage(config.redis_url, prefix=config.key_prefix, history=config.history,
                       timeout=config.storage_timeout)
     registry = Registry(storage, schema_version=config.schema_version)
-    cache = WatchCache(storage, size=config.watch_cache_size)
+    # The ring never reaches further back than the stream, so that a revision
+    # trimmed from --history is OUT_OF_RANGE whichever of the two would serve it.
+    cache = WatchCache(storage, size=min(config.watch_cache_size, config.history))
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
         ("grpc.max_send_message_length", 16 * 1024 * 1024),
