@@ -336,16 +336,7 @@ async def _write_churn(client: Client, namespace: str, count: int) -> None:
     "flags",
     [
         pytest.param(("--history", "20", "--watch-cache-size", "5"), id="small-watch-cache"),
-        pytest.param(
-            ("--history", "20"),
-            id="default-watch-cache",
-            marks=pytest.mark.xfail(
-                reason="apiserver bug: its in-memory watch cache (5000 events by default) "
-                "still serves revisions trimmed from the stream, so Watch does not return "
-                "OUT_OF_RANGE as --history promises",
-                strict=True,
-            ),
-        ),
+        pytest.param(("--history", "20"), id="default-watch-cache"),
     ],
 )
 async def test_relists_when_history_is_trimmed_past_its_revision(apiserver_factory, started, flags):
