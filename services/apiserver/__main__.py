@@ -18,6 +18,7 @@ from kubelite.config import add_flag, setup_logging
 from kubelite.errors import UnavailableError
 from kubelite.validation import DEFAULT_SCHEMA_VERSION, resolve_schema_version
 
+from .allocators import ServiceAllocator
 from .registry import Registry
 from .service import ApiService
 from .storage import Storage
@@ -38,6 +39,8 @@ class Config:
     storage_timeout: float
     key_prefix: str
     schema_version: str
+    service_cluster_ip_range: str
+    service_node_port_range: tuple[int, int]
     shutdown_grace: float
     log_level: str
 
@@ -57,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add_flag(p, "--key-prefix", default="kl", help="prefix of every Redis key")
     add_flag(p, "--schema-version", default=DEFAULT_SCHEMA_VERSION,
              help="Kubernetes version whose JSON schemas validate objects")
+    add_flag(p, "--service-cluster-ip-range", default="127.96.0.0/16",
+             help="CIDR ClusterIPs come from (loopback for the process runtime)")
+    add_flag(p, "--service-node-port-range", default="30000-32767",
+             help="range NodePorts come from")
     add_flag(p, "--shutdown-grace", default=5.0, help="seconds to finish calls on SIGTERM")
     add_flag(p, "--log-level", default="info", help="debug, info, warning or error")
     a = p.parse_args(argv)
@@ -66,8 +73,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
         watch_cache_size=a.watch_cache_size, bookmark_interval=a.bookmark_interval,
         storage_timeout=a.storage_timeout, key_prefix=a.key_prefix,
         schema_version=resolve_schema_version(a.schema_version),
+        service_cluster_ip_range=a.service_cluster_ip_range,
+        service_node_port_range=_port_range(p, a.service_node_port_range),
         shutdown_grace=a.shutdown_grace, log_level=a.log_level,
     )
+
+
+def _port_range(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536):
+        parser.error(f"--service-node-port-range: expected LOW-HIGH, got {text!r}")
+    return int(low), int(high)
 
 
 async def _bootstrap(registry: Registry, health_servicer: health.aio.HealthServicer) -> None:
@@ -91,7 +107,9 @@ async def _bootstrap(registry: Registry, health_servicer: health.aio.HealthServi
 async def serve(config: Config) -> None:
     storage = Storage(config.redis_url, prefix=config.key_prefix, history=config.history,
                       timeout=config.storage_timeout)
-    registry = Registry(storage, schema_version=config.schema_version)
+    registry = Registry(storage, schema_version=config.schema_version,
+                        services=ServiceAllocator(config.service_cluster_ip_range,
+                                                  config.service_node_port_range))
     # The ring never reaches further back than the stream, so that a revision
     # trimmed from --history is OUT_OF_RANGE whichever of the two would serve it.
     cache = WatchCache(storage, size=min(config.watch_cache_size, config.history))

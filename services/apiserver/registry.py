@@ -33,7 +33,8 @@ from kubelite.resources import RESOURCES, ResourceInfo, lookup
 from kubelite.validation import check_object, unimplemented_fields, validate_schema
 
 from . import defaults
-from .storage import RV_PLACEHOLDER, Storage, split_serialized
+from .allocators import CLUSTER_IP, Claim, ServiceAllocator
+from .storage import RV_PLACEHOLDER, AllocationConflict, Storage, split_serialized
 
 log = logging.getLogger("kubelite.apiserver.registry")
 
@@ -123,8 +124,10 @@ def decode_continue(token: str) -> tuple[int, str]:
 
 class Registry:
     def __init__(self, storage: Storage, *, schema_version: str,
+                 services: ServiceAllocator | None = None,
                  namespace_poll: float = 0.5) -> None:
         self.storage = storage
+        self.services = services or ServiceAllocator("127.96.0.0/16", (30000, 32767))
         self.schema_version = schema_version
         self.namespace_poll = namespace_poll
         self._finalizers: dict[str, asyncio.Task] = {}
@@ -208,12 +211,44 @@ class Registry:
         defaults.apply(info.kind, obj)
         check_object(info, obj)
         warnings = unimplemented_fields(info, obj)
-        parts = self._serialize(info, obj)
-        _, raw = await self.storage.commit(
-            "create", info.plural, ns, meta["name"], parts, event_type="ADDED",
-            check_namespace=ns if info.namespaced else "",
-        )
+        claims = self.services.plan_create(obj) if info.kind == "Service" else []
+        raw = await self._commit_claiming(
+            "create", info, ns, obj, claims, [], event_type="ADDED",
+            check_namespace=ns if info.namespaced else "")
         return Result(raw, warnings)
+
+    async def _commit_claiming(self, op: str, info: ResourceInfo, ns: str, obj: dict[str, Any],
+                               claims: list[Claim], releases: list[tuple[str, str]],
+                               **kwargs: Any) -> bytes:
+        """Commits obj with its claims, re-picking random values that turn out taken."""
+        for attempt in range(10):
+            parts = self._serialize(info, obj)
+            try:
+                _, raw = await self.storage.commit(
+                    op, info.plural, ns, obj["metadata"]["name"], parts,
+                    claims=[c.pair for c in claims], releases=releases, **kwargs)
+                return raw
+            except AllocationConflict as err:
+                claim = claims[err.index]
+                if claim.user_specified:
+                    what = "IP" if claim.allocator == CLUSTER_IP else "port"
+                    raise InvalidError(
+                        f'{info.kind} "{obj["metadata"]["name"]}" is invalid: {claim.path}: '
+                        f'Invalid value: "{claim.value}": provided {what} is already allocated'
+                    ) from None
+                taken = await self.storage.allocated(claim.allocator) if attempt >= 3 else None
+                self.services.repick(obj, claim, taken)
+        raise UnavailableError("could not allocate a free value; try again")
+
+    async def _commit_delete(self, info: ResourceInfo, ns: str, old: dict[str, Any],
+                             expected_rv: str = "") -> bytes:
+        """Removes an object for good, giving back what it held (ClusterIP, NodePorts)."""
+        releases = self.services.releases_for(old) if info.kind == "Service" else []
+        parts = split_serialized(_ordered(info, old))
+        _, raw = await self.storage.commit("delete", info.plural, ns, old["metadata"]["name"],
+                                           parts, expected_rv=expected_rv,
+                                           event_type="DELETED", releases=releases)
+        return raw
 
     @staticmethod
     def _initial_status(info: ResourceInfo, obj: dict[str, Any]) -> None:
@@ -321,10 +356,11 @@ class Registry:
         if (old["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
                 and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")):
             # The last finalizer is gone: the deletion the object waited for happens now.
-            parts = split_serialized(_ordered(info, old))
-            _, raw = await self.storage.commit("delete", info.plural, ns, meta["name"], parts,
-                                               expected_rv=_rv(old), event_type="DELETED")
-            return Result(raw)
+            return Result(await self._commit_delete(info, ns, old, _rv(old)))
+        claims: list[Claim] = []
+        releases: list[tuple[str, str]] = []
+        if info.kind == "Service":
+            claims, releases = self.services.plan_update(old, new)
         new_meta_cmp = dict(meta, resourceVersion=_rv(old))
         if dict(new, metadata=new_meta_cmp) == old:
             return Result(json.dumps(old, separators=(",", ":")).encode())
@@ -332,9 +368,8 @@ class Registry:
             meta["generation"] = int(old["metadata"]["generation"]) + 1
         check_object(info, new)
         warnings = unimplemented_fields(info, new)
-        parts = self._serialize(info, new)
-        _, raw = await self.storage.commit(
-            "update", info.plural, ns, meta["name"], parts, expected_rv=_rv(old),
+        raw = await self._commit_claiming(
+            "update", info, ns, new, claims, releases, expected_rv=_rv(old),
             event_type="MODIFIED", prev=json.dumps(selector_view(old)).encode())
         return Result(raw, warnings)
 
@@ -428,10 +463,7 @@ class Registry:
             meta["finalizers"] = finalizers
         if period > 0 or finalizers:
             return await self._write_update(info, ns, old, new)
-        parts = split_serialized(_ordered(info, old))
-        _, raw = await self.storage.commit("delete", info.plural, ns, meta["name"], parts,
-                                           expected_rv=_rv(old), event_type="DELETED")
-        return Result(raw)
+        return Result(await self._commit_delete(info, ns, old, _rv(old)))
 
     # -- bind ------------------------------------------------------------------
 
@@ -542,10 +574,7 @@ class Registry:
                 if remaining == 0:
                     raw = await self.storage.get(ns_info.plural, "", name)
                     if raw is not None:
-                        old = json.loads(raw)
-                        parts = split_serialized(_ordered(ns_info, old))
-                        await self.storage.commit("delete", ns_info.plural, "", name, parts,
-                                                  event_type="DELETED")
+                        await self._commit_delete(ns_info, "", json.loads(raw))
                     await self.storage.unmark_terminating(name)
                     log.info("namespace deleted", extra={"kv": {"namespace": name}})
                     return

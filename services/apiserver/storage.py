@@ -13,6 +13,8 @@ Layout (prefix `kl` by default):
   kl:i:<resource>        zset  "<namespace>/<name>" (score 0), for ordered,
                          paginated, per-namespace listing with ZRANGEBYLEX
   kl:terminating         set of namespaces being deleted
+  kl:alloc:<allocator>   hash  value -> "<namespace>/<name>" holding it
+                         (allocators: clusterip, nodeport)
 
 The object's JSON is built in Python around a placeholder for the revision; the
 script splices the revision in, so objects are never decoded in Lua (cjson would
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -64,8 +66,21 @@ else
     if rv ~= expected then return {-5, rv or ''} end
   end
 end
+-- Claims (ClusterIPs, NodePorts) are fields of allocator hashes, taken
+-- atomically with the write; releases give them back with a delete.
+local nclaims = tonumber(ARGV[11])
+for i = 1, nclaims do
+  local holder = redis.call('HGET', KEYS[6 + i], ARGV[11 + i])
+  if holder and holder ~= member then return {-6, i} end
+end
 local rev = redis.call('INCR', KEYS[1])
 local obj = ARGV[4] .. rev .. ARGV[5]
+for i = 1, nclaims do redis.call('HSET', KEYS[6 + i], ARGV[11 + i], member) end
+local nrel = tonumber(ARGV[12 + nclaims])
+for j = 1, nrel do
+  local key, field = KEYS[6 + nclaims + j], ARGV[12 + nclaims + j]
+  if redis.call('HGET', key, field) == member then redis.call('HDEL', key, field) end
+end
 if op == 'delete' then
   redis.call('HDEL', KEYS[3], member)
   redis.call('ZREM', KEYS[4], member)
@@ -101,6 +116,14 @@ return out
 """
 
 _EVENT_FIELDS = (b"t", b"r", b"o", b"p")
+
+
+class AllocationConflict(Exception):
+    """A claimed value (ClusterIP, NodePort) belongs to another object."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,14 @@ class Storage:
     def index_key(self, resource: str) -> str:
         return f"{self.prefix}:i:{resource}"
 
+    def allocator_key(self, allocator: str) -> str:
+        return f"{self.prefix}:alloc:{allocator}"
+
+    async def allocated(self, allocator: str) -> set[str]:
+        """Every value of an allocator that some object holds."""
+        return {v.decode() for v in await self.guard(
+            self.redis.hkeys(self.allocator_key(allocator)))}
+
     async def close(self) -> None:
         await self.redis.aclose()
         await self.stream_redis.aclose()
@@ -208,22 +239,31 @@ class Storage:
         event_type: str,
         check_namespace: str = "",
         prev: bytes = b"",
+        claims: Sequence[tuple[str, str]] = (),
+        releases: Sequence[tuple[str, str]] = (),
         timeout: float | None = None,
     ) -> tuple[int, bytes]:
         """Atomically writes (create/update) or removes (delete) one object.
 
         `parts` is the object's JSON split around its revision (split_serialized).
-        Returns the new revision and the stored JSON.
+        `claims` and `releases` are (allocator, value) pairs taken for this object
+        or given back by it in the same transaction. Returns the new revision and
+        the stored JSON; raises AllocationConflict if a claim is held by another.
         """
         head, tail = parts
         keys = [self.rev_key, self.events_key, self.hash_key(resource), self.index_key(resource),
                 self.hash_key("namespaces"), self.terminating_key]
+        keys += [self.allocator_key(a) for a, _ in claims]
+        keys += [self.allocator_key(a) for a, _ in releases]
         args = [op, member_key(namespace, name), expected_rv, head, tail, event_type, resource,
-                self.history, check_namespace, prev]
+                self.history, check_namespace, prev, len(claims), *(v for _, v in claims),
+                len(releases), *(v for _, v in releases)]
         result = await self.guard(self._commit(keys=keys, args=args), timeout)
         code = int(result[0])
         if code > 0:
             return code, f"{head}{code}{tail}".encode()
+        if code == -6:
+            raise AllocationConflict(int(result[1]) - 1)
         if code == -1:
             raise AlreadyExistsError(f'{resource} "{name}" already exists')
         if code == -2:
