@@ -843,15 +843,49 @@ def test_up_refuses_a_port_in_use_in_one_line(cluster: UpProcess, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_up_stops_every_child_on_sigterm(tmp_path: Path) -> None:
-    """SIGTERM stops redis and the apiserver, leaves no process behind, and exits 0."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_up_stops_every_child_on_signal(tmp_path: Path, signum: int) -> None:
+    """SIGTERM or Ctrl-C stops redis and the apiserver, leaves no process behind, exits 0."""
     started = start_up(tmp_path / "data")
     assert started.banner.strip() == f"kubelite is up: apiserver at {started.server}"
     children = child_pids(started.proc.pid)
     assert len(children) >= 2  # redis-server and the apiserver
     assert (tmp_path / "data" / "logs" / "apiserver.log").exists()
-    assert started.stop() == 0
+    started.proc.send_signal(signum)
+    assert started.proc.wait(timeout=30) == 0
+    assert_all_gone(children)
+
+
+def assert_all_gone(pids: set[int]) -> None:
     deadline = time.monotonic() + 5
-    while any(running(pid) for pid in children) and time.monotonic() < deadline:
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [pid for pid in children if running(pid)]
+    assert not [pid for pid in pids if running(pid)]
+
+
+@pytest.mark.slow
+def test_up_reports_a_dead_child_and_shuts_down(tmp_path: Path) -> None:
+    """When the apiserver dies on its own, up says so, stops the rest and exits 1."""
+    started = start_up(tmp_path / "data")
+    children = child_pids(started.proc.pid)
+    apiserver = next(pid for pid in children
+                     if b"services.apiserver" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(apiserver, signal.SIGKILL)
+    assert started.proc.wait(timeout=30) == 1
+    assert started.proc.stdout is not None
+    output = started.proc.stdout.read()
+    assert "error: apiserver exited unexpectedly with code -9" in output
+    assert_all_gone(children)
+
+
+@pytest.mark.slow
+def test_server_warnings_print_on_stderr(cluster: UpProcess) -> None:
+    """A field kubelite stores but ignores comes back as `Warning: ...`; the apply succeeds."""
+    ns = new_namespace()
+    kubelite("create", "namespace", ns, server=cluster.server)
+    pod_yaml = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: host\nspec:\n"
+                "  hostNetwork: true\n  containers:\n  - name: c\n    image: busybox\n")
+    result = kubelite("apply", "-n", ns, "-f", "-", stdin=pod_yaml, server=cluster.server)
+    assert result.returncode == 0 and result.stdout == "pod/host created\n"
+    assert result.stderr.startswith("Warning: spec.hostNetwork: not implemented"), result.stderr
+    kubelite("delete", "ns", ns, "--wait=false", server=cluster.server)
