@@ -889,3 +889,37 @@ def test_server_warnings_print_on_stderr(cluster: UpProcess) -> None:
     assert result.returncode == 0 and result.stdout == "pod/host created\n"
     assert result.stderr.startswith("Warning: spec.hostNetwork: not implemented"), result.stderr
     kubelite("delete", "ns", ns, "--wait=false", server=cluster.server)
+
+
+def read_json_object(stream: Any) -> dict[str, Any]:
+    """One indented top-level JSON object from a text stream (it ends with a lone `}`)."""
+    lines = []
+    while True:
+        line = stream.readline()
+        assert line, "the stream ended"
+        lines.append(line)
+        if line.rstrip("\n") == "}":
+            return json.loads("".join(lines))
+
+
+@pytest.mark.slow
+def test_watch_as_json_prints_one_object_per_event(cluster: UpProcess) -> None:
+    """`get NAME -w -o json` prints the object, then the object again after each change."""
+    ns = new_namespace()
+    kubelite("create", "namespace", ns, server=cluster.server)
+    cm = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\n  namespace: {ns}\n"
+    kubelite("apply", "-f", "-", stdin=cm, server=cluster.server)
+    env = dict(os.environ, KUBELITE_SERVER=cluster.server)
+    watcher = subprocess.Popen(
+        [kubelite_binary(), "get", "cm", "watched", "-n", ns, "-w", "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert watcher.stdout is not None
+    first = read_json_object(watcher.stdout)
+    assert first["kind"] == "ConfigMap" and "data" not in first
+    kubelite("apply", "-f", "-", stdin=cm + "data:\n  a: b\n", server=cluster.server)
+    second = read_json_object(watcher.stdout)
+    assert second["data"] == {"a": "b"}
+    assert int(second["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+    watcher.send_signal(signal.SIGINT)
+    assert watcher.wait(timeout=10) == 0
+    kubelite("delete", "ns", ns, "--wait=false", server=cluster.server)

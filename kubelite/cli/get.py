@@ -127,6 +127,11 @@ def print_objects(session: Session, results: list[Found], options: GetOptions,
     so that watch rows line up under it."""
     layouts: dict[str, TableLayout] = {}
     objects = [with_type_meta(obj, r.info) for r in results for obj in r.items]
+    if options.output in ("json", "yaml") and options.watch:
+        # A stream of single objects, so that a reader parses every one alike.
+        for obj in objects:
+            session.print(to_json(obj) if options.output == "json" else "---\n" + to_yaml(obj))
+        return layouts
     if options.output in ("json", "yaml"):
         if single and len(objects) == 1:
             payload: Any = objects[0]

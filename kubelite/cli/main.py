@@ -22,6 +22,7 @@ from kubelite.client import Client, default_server
 from kubelite.errors import ApiError
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
+NO_DEADLINE = 1e7  # --request-timeout 0: no deadline, as in kubectl (grpc wants a number)
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h)?)$")
 
 
@@ -76,7 +77,8 @@ def common_flags(*, top_level: bool) -> argparse.ArgumentParser:
     parent.add_argument("--server", "-s", default=default, metavar="ADDR",
                         help="apiserver address (default $KUBELITE_SERVER or 127.0.0.1:6443)")
     parent.add_argument("--request-timeout", type=duration, default=default, metavar="SECONDS",
-                        help=f"deadline of each request (default {DEFAULT_REQUEST_TIMEOUT:g}s)")
+                        help=f"deadline of each request, 0 for none "
+                             f"(default {DEFAULT_REQUEST_TIMEOUT:g}s)")
     parent.add_argument("--namespace", "-n", default=default, metavar="NS",
                         help="the namespace (default: default)")
     return parent
@@ -187,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         server = args.server or server
-        timeout = args.request_timeout or timeout
+        if args.request_timeout is not None:
+            timeout = args.request_timeout or NO_DEADLINE
         watching = bool(getattr(args, "watch", False))
         if args.command is None:
             parser.print_help()
