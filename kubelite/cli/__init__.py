@@ -7,4 +7,6 @@ CLI reports must be one readable line on stderr.
 
 import os
 
+# Remembered so that `kubelite up` does not pass the silence on to its children.
+SILENCED_GRPC = "GRPC_VERBOSITY" not in os.environ
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")

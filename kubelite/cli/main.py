@@ -218,6 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`kubelite get ... | head`): nothing left to say.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as err:  # a bug, or an OS failure: still one line unless debugging
+        if os.environ.get("KUBELITE_DEBUG"):
+            raise
+        print(f"error: {type(err).__name__}: {one_line(str(err))} "
+              f"(set KUBELITE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ them in order. If a child dies on its own, `up` reports it and shuts down.
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import socket
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from kubelite import cli
 from kubelite.cli.reporting import CliError
 from kubelite.localcluster import (
     ClusterError,
@@ -205,6 +207,8 @@ def run(options: UpOptions, out: IO[str] | None = None, err: IO[str] | None = No
     err = err or sys.stderr
     if options.nodes < 0:
         raise CliError("--nodes must be 0 or more")
+    if cli.SILENCED_GRPC:
+        os.environ.pop("GRPC_VERBOSITY", None)  # the children's logs should keep grpc's
     cluster = LocalCluster(options, out)
     previous = {sig: signal.signal(sig, _raise_shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 0
