@@ -103,7 +103,7 @@ class TableLayout:
             if i == last:
                 parts.append(cell)
             else:
-                parts.append(cell.ljust(self.widths[i] + self.padding))
+                parts.append(cell.ljust(max(self.widths[i], len(cell)) + self.padding))
         return "".join(parts).rstrip()
 
     def render(self, rows: Sequence[Sequence[str]], *, header: bool = True) -> str:
