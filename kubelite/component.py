@@ -130,7 +130,7 @@ async def run_component(name: str, config: CommonConfig,
     `register` may add the component's own gRPC services to the same server (the
     kubelet's Logs); it returns their full names, for reflection.
     """
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = register(server) if register else []

@@ -118,6 +118,7 @@ async def serve(config: Config) -> None:
         ("grpc.max_send_message_length", 16 * 1024 * 1024),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.so_reuseport", 0),  # a second apiserver on the port must fail, not share it
     ])
     api_pb2_grpc.add_ApiServicer_to_server(
         ApiService(registry, cache, bookmark_interval=config.bookmark_interval), server)
