@@ -5,6 +5,7 @@ it, so the tests start the cluster exactly the way a user does.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -20,6 +21,18 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies (Linux only),
+    so a SIGKILLed `kubelite up` or test run leaves no orphans."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 class ClusterError(Exception):
@@ -82,6 +95,7 @@ class ManagedProcess:
         self.proc = subprocess.Popen(
             list(self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env}, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         return self
