@@ -31,3 +31,24 @@ def pod(name: str, namespace: str, *, labels: dict[str, str] | None = None,
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
             "spec": spec}
+
+
+def node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: str = "110",
+         labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None,
+         ready: str | None = "True", unschedulable: bool = False) -> dict[str, Any]:
+    """A Node object as a kubelet would register it (allocatable = capacity)."""
+    resources = {"cpu": cpu, "memory": memory, "pods": pods}
+    spec: dict[str, Any] = {}
+    if taints:
+        spec["taints"] = taints
+    if unschedulable:
+        spec["unschedulable"] = True
+    conditions = [] if ready is None else [{"type": "Ready", "status": ready,
+                                            "reason": "KubeletReady" if ready == "True"
+                                            else "KubeletNotReady"}]
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name,
+                                                  **(labels or {})}},
+            "spec": spec,
+            "status": {"capacity": dict(resources), "allocatable": dict(resources),
+                       "conditions": conditions}}
