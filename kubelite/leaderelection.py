@@ -181,7 +181,10 @@ class LeaderElector:
         while True:
             started = time.monotonic()
             try:
-                outcome = await asyncio.wait_for(self._try_acquire_or_renew(), self.renew_deadline)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that races with completion, and run() must stop.
+                async with asyncio.timeout(self.renew_deadline):
+                    outcome = await self._try_acquire_or_renew()
             except (ApiError, TimeoutError) as err:
                 log.info(
                     "leader election %s/%s: cannot reach the lease: %s",
@@ -206,7 +209,8 @@ class LeaderElector:
                     return
                 started = time.monotonic()
                 try:
-                    outcome = await asyncio.wait_for(self._try_acquire_or_renew(), remaining)
+                    async with asyncio.timeout(remaining):
+                        outcome = await self._try_acquire_or_renew()
                 except TimeoutError:
                     return
                 except ApiError as err:
@@ -291,13 +295,13 @@ class LeaderElector:
             "renewTime": stamp,
         }
         try:
-            self._lease = await asyncio.wait_for(
-                self.client.update(LEASES, {**lease, "spec": spec}, namespace=self.namespace),
-                self.renew_deadline,
-            )
-        except (ApiError, TimeoutError) as err:
-            # Someone else wrote it (then it is theirs) or the API is down: the
-            # lease simply expires.
+            async with asyncio.timeout(self.renew_deadline):
+                self._lease = await self.client.update(
+                    LEASES, {**lease, "spec": spec}, namespace=self.namespace
+                )
+        except Exception as err:
+            # Someone else wrote it (then it is theirs), the API is down or the
+            # client is already closed: the lease simply expires.
             log.info("leader election %s/%s: release failed: %s", self.namespace, self.name, err)
 
     # -- callbacks ------------------------------------------------------------
