@@ -1,0 +1,66 @@
+"""python -m services.kubelet --server HOST:PORT --node-name NAME [--listen HOST:PORT] ...
+
+Flags (and KUBELITE_* environment) → a frozen KubeletConfig → the runtime,
+the Kubelet and its Logs service → run_component, which serves the Kubelet
+gRPC service and gRPC health on --listen and metrics on --metrics-port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import grpc
+
+from kubelite.api.v1 import api_pb2_grpc
+from kubelite.client import Client
+from kubelite.component import run_component
+from kubelite.config import setup_logging
+from services.kubelet.config import KubeletConfig, add_kubelet_flags, config_from_args
+from services.kubelet.kubelet import Kubelet
+from services.kubelet.logs import KubeletService
+from services.kubelet.runtime_process import ProcessRuntime
+
+log = logging.getLogger("kubelite.kubelet")
+
+
+def parse_args(argv: list[str] | None = None) -> KubeletConfig:
+    parser = argparse.ArgumentParser(prog="kubelite-kubelet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_kubelet_flags(parser)
+    args = parser.parse_args(argv)
+    try:
+        return config_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))
+        raise  # unreachable: parser.error exits
+
+
+async def serve(config: KubeletConfig) -> None:
+    runtime = ProcessRuntime(config.root_dir, pod_cidr=config.pod_cidr)
+    client = Client(config.common.server)
+    kubelet = Kubelet(config, client, runtime)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        api_pb2_grpc.add_KubeletServicer_to_server(
+            KubeletService(kubelet.runtime, kubelet.pod_by_name), server)
+        return ["kubelite.api.v1.Kubelet"]
+
+    log.info("kubelet starting", extra={"kv": {
+        "node": config.node_name, "listen": config.listen, "root_dir": config.root_dir,
+        "pod_cidr": config.pod_cidr, "runtime": config.runtime}})
+    try:
+        await run_component("kubelet", config.common, kubelet.run, register=register)
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    setup_logging(config.common.log_level)
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

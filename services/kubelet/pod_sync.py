@@ -1,0 +1,398 @@
+"""One pod's sync: converge the runtime's containers to the pod, then publish status.
+
+`PodSyncer.sync(uid)` is level-triggered and safe to run again at any time; the
+kubelet runs at most one sync per pod at once (the work queue guarantees it).
+It reads the pod from the informer cache and the containers from the runtime,
+and then does one of three things:
+
+- **the Pod object is gone** (deleted, or never seen by this kubelet since a
+  restart): kill whatever still runs for that uid, remove its containers and
+  sandbox;
+- **the pod has a deletionTimestamp**: stop every container (SIGTERM, the grace
+  period, SIGKILL), publish the final status and confirm the deletion with a
+  uid-guarded delete of grace 0;
+- otherwise, for each container of the spec: start it if it never ran; kill it
+  if its liveness or startup probe failed or its spec changed; restart it when
+  it has exited and restartPolicy says so, unless CrashLoopBackOff says wait
+  (then the sync asks to run again when the back-off ends).
+
+Status is computed from what was observed (services.kubelet.status) and written
+only when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubelite.client import Client
+from kubelite.errors import ConflictError, NotFoundError, PreconditionFailedError
+from kubelite.events import NORMAL, WARNING, EventRecorder
+from kubelite.objects import now_rfc3339
+from kubelite.quantity import to_int
+from services.kubelet import metrics
+from services.kubelet.backoff import CrashLoopBackoff, go_duration
+from services.kubelet.envvars import EnvError, build_env, configmap_names, expand_command
+from services.kubelet.prober import ProbeManager, ProbeType
+from services.kubelet.runtime import (
+    LABEL_CONTAINER_NAME,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+    Container,
+    ContainerConfig,
+    ContainerConfigError,
+    ContainerStartError,
+    PodSandbox,
+    PodSandboxConfig,
+    Runtime,
+    RuntimeError_,
+)
+from services.kubelet.status import (
+    TERMINAL_PHASES,
+    ContainerView,
+    format_time,
+    pod_status,
+    should_restart,
+)
+
+log = logging.getLogger("kubelite.kubelet.sync")
+
+Obj = dict[str, Any]
+
+
+def container_hash(spec: Obj) -> str:
+    """A stable hash of a container's spec: a running container whose hash differs is
+    restarted (only the image of a pod's container may change)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pod_ref(pod: Obj) -> str:
+    """name_namespace(uid), as the kubelet's format.Pod writes it."""
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('name')}_{meta.get('namespace')}({meta.get('uid')})"
+
+
+def instances_by_name(containers: list[Container]) -> dict[str, list[Container]]:
+    """Each container name's instances, oldest first."""
+    out: dict[str, list[Container]] = {}
+    for c in sorted(containers, key=lambda c: (c.restart_count, c.created_at)):
+        out.setdefault(c.name, []).append(c)
+    return out
+
+
+def grace_period(pod: Obj) -> float:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    grace = meta.get("deletionGracePeriodSeconds")
+    if grace is None:
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+    return max(0.0, float(grace))
+
+
+@dataclass
+class _PodState:
+    """What the kubelet remembers of a pod between syncs."""
+
+    first_seen: float = field(default_factory=time.monotonic)
+    start_observed: bool = False
+    status_rv: int = 0  # the resourceVersion our last status write produced
+    status: Obj | None = None
+
+
+class PodSyncer:
+    def __init__(
+        self,
+        *,
+        client: Client,
+        runtime: Runtime,
+        prober: ProbeManager,
+        backoff: CrashLoopBackoff,
+        recorder: EventRecorder,
+        node_name: str,
+        host_ip: str,
+        allocatable: dict[str, str],
+        orphan_grace: float,
+        retry_delay: float,
+        get_pod: Callable[[str], Obj | None],
+        services_in: Callable[[str], list[Obj]],
+    ) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.prober = prober
+        self.backoff = backoff
+        self.recorder = recorder
+        self.node_name = node_name
+        self.host_ip = host_ip
+        self.allocatable = allocatable
+        self.orphan_grace = orphan_grace
+        self.retry_delay = retry_delay
+        self.get_pod = get_pod
+        self.services_in = services_in
+        self._pods: dict[str, _PodState] = {}
+
+    # -- entry point ----------------------------------------------------------
+
+    async def sync(self, uid: str) -> float | None:
+        """Converges one pod; returns seconds after which it wants another sync, if any."""
+        pod = self.get_pod(uid)
+        if pod is None:
+            await self.cleanup(uid)
+            return None
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            await self.terminate(pod)
+            return None
+        return await self.sync_pod(pod)
+
+    # -- running pods -----------------------------------------------------------
+
+    async def sync_pod(self, pod: Obj) -> float | None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        uid = meta["uid"]
+        state = self._pods.setdefault(uid, _PodState())
+        old_status = self._base_status(pod, state)
+        terminal = old_status.get("phase") in TERMINAL_PHASES
+        policy = spec.get("restartPolicy", "Always")
+        sandbox: PodSandbox | None = None
+        if not terminal:
+            sandbox = await self.runtime.run_pod_sandbox(
+                PodSandboxConfig(uid=uid, namespace=meta.get("namespace", ""),
+                                 name=meta["name"], hostname=spec.get("hostname", ""),
+                                 labels=meta.get("labels") or {}),
+                preferred_ip=old_status.get("podIP", ""))
+        pod_ip = sandbox.ip if sandbox else old_status.get("podIP", "")
+        by_name = instances_by_name(await self.runtime.list_containers(pod_uid=uid))
+        requeue: list[float] = []
+        views: list[ContainerView] = []
+        for cspec in spec.get("containers") or []:
+            name = cspec["name"]
+            instances = by_name.get(name, [])
+            cur = instances[-1] if instances else None
+            prev = instances[-2] if len(instances) > 1 else None
+            wanted_hash = container_hash(cspec)
+            waiting_reason = waiting_message = ""
+            if cur is not None and cur.running and not terminal:
+                failed = self.prober.failed(cur.id)
+                if failed is not None or cur.spec_hash != wanted_hash:
+                    cur = await self._kill_for_restart(pod, cspec, cur, failed)
+            if not terminal and (cur is None or cur.exited):
+                key = (uid, name)
+                start_again = cur is None or should_restart(policy, cur.exit_code) or (
+                    cur.spec_hash != wanted_hash and policy != "Never")
+                if start_again and cur is not None:
+                    remaining = self.backoff.remaining(key, cur.finished_at or time.time())
+                    if remaining > 0:
+                        start_again = False
+                        waiting_reason = "CrashLoopBackOff"
+                        waiting_message = (f"back-off {go_duration(self.backoff.get(key))} "
+                                           f"restarting failed container={name} "
+                                           f"pod={pod_ref(pod)}")
+                        self.recorder.event(pod, WARNING, "BackOff",
+                                            f"Back-off restarting failed container {name} in "
+                                            f"pod {pod_ref(pod)}")
+                        requeue.append(remaining)
+                    else:
+                        self.backoff.next(key, cur.finished_at or time.time())
+                if start_again:
+                    assert sandbox is not None
+                    restart_count = cur.restart_count + 1 if cur is not None else 0
+                    started, error = await self._start(pod, cspec, sandbox, restart_count,
+                                                       wanted_hash)
+                    if started is not None:
+                        if cur is not None:
+                            metrics.CONTAINER_RESTARTS.inc()
+                        prev, cur = cur, started
+                        await self._remove_old(instances[:-1])
+                    else:
+                        waiting_reason, waiting_message = error
+                        requeue.append(self.retry_delay)
+            running = cur is not None and cur.running
+            views.append(ContainerView(
+                name=name, image=cspec.get("image", ""), current=cur, previous=prev,
+                waiting_reason=waiting_reason, waiting_message=waiting_message,
+                ready=running and self.prober.ready(cur.id, cspec),
+                started=running and self.prober.started(cur.id),
+            ))
+        self.prober.update_pod(pod, {v.name: v.current for v in views
+                                     if v.current is not None and v.current.running}, pod_ip)
+        status = pod_status(dict(pod, status=old_status), views, pod_ip=pod_ip,
+                            host_ip=self.host_ip, scheme=self.runtime.name, now=now_rfc3339(),
+                            start_time=format_time(time.time()))
+        if not state.start_observed and views and all(
+                v.current is not None and v.current.running for v in views):
+            state.start_observed = True
+            metrics.POD_START_DURATION.observe(time.monotonic() - state.first_seen)
+        await self._publish(pod, state, old_status, status)
+        return min(requeue) if requeue else None
+
+    def _base_status(self, pod: Obj, state: _PodState) -> Obj:
+        """The status to build on: ours, if the cache has not caught up with our last write."""
+        cached = pod.get("status") or {}
+        rv = int((pod.get("metadata") or {}).get("resourceVersion") or 0)
+        if state.status is not None and state.status_rv > rv:
+            return state.status
+        return cached
+
+    async def _publish(self, pod: Obj, state: _PodState, old: Obj, status: Obj) -> None:
+        if status == old:
+            return
+        body = {k: v for k, v in pod.items() if k != "status"}
+        body["metadata"] = {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}
+        body["status"] = status
+        try:
+            updated = await self.client.update_status("pods", body)
+        except (NotFoundError, ConflictError):
+            return  # gone, or replaced by a pod of the same name: a later sync sees it
+        state.status = updated.get("status") or status
+        state.status_rv = int(updated["metadata"].get("resourceVersion") or 0)
+
+    async def _start(self, pod: Obj, cspec: Obj, sandbox: PodSandbox, restart_count: int,
+                     spec_hash: str) -> tuple[Container | None, tuple[str, str]]:
+        """Starts one instance; returns it, or None and (waiting reason, message)."""
+        meta = pod["metadata"]
+        name = cspec["name"]
+        try:
+            config = await self._container_config(pod, cspec, sandbox, restart_count, spec_hash)
+            container = await self.runtime.start_container(sandbox, config)
+        except (EnvError, ContainerConfigError) as err:
+            self.recorder.event(pod, WARNING, "Failed", f"Error: {err}")
+            return None, ("CreateContainerConfigError", str(err))
+        except (ContainerStartError, RuntimeError_, OSError) as err:
+            self.recorder.event(pod, WARNING, "Failed", f"Error: {err}")
+            return None, ("RunContainerError", str(err))
+        self.recorder.event(pod, NORMAL, "Created", f"Created container {name}")
+        if container.exited and container.reason == "StartError":
+            self.recorder.event(pod, WARNING, "Failed", f"Error: {container.message}")
+        else:
+            self.recorder.event(pod, NORMAL, "Started", f"Started container {name}")
+        log.info("container started", extra={"kv": {
+            "pod": f"{meta.get('namespace')}/{meta.get('name')}", "container": name,
+            "id": container.id, "restartCount": restart_count}})
+        return container, ("", "")
+
+    async def _container_config(self, pod: Obj, cspec: Obj, sandbox: PodSandbox,
+                                restart_count: int, spec_hash: str) -> ContainerConfig:
+        meta = pod["metadata"]
+        namespace = meta.get("namespace", "")
+        configmaps: dict[str, dict[str, str] | None] = {}
+        for cm in configmap_names(cspec):
+            try:
+                configmaps[cm] = (await self.client.get("configmaps", cm,
+                                                        namespace=namespace)).get("data") or {}
+            except NotFoundError:
+                configmaps[cm] = None
+        env = build_env(pod, cspec, pod_ip=sandbox.ip, host_ip=self.host_ip,
+                        node_name=self.node_name, services=self.services_in(namespace),
+                        configmaps=configmaps, allocatable=self.allocatable)
+        command, args = expand_command(cspec, env)
+        limits = (cspec.get("resources") or {}).get("limits") or {}
+        memory_limit = to_int(limits["memory"]) if limits.get("memory") else 0
+        return ContainerConfig(
+            pod_uid=meta["uid"], pod_namespace=namespace, pod_name=meta["name"],
+            name=cspec["name"], image=cspec.get("image", ""), command=command, args=args,
+            env=env, working_dir=cspec.get("workingDir", ""), restart_count=restart_count,
+            spec_hash=spec_hash, memory_limit=memory_limit,
+            labels={LABEL_POD_UID: meta["uid"], LABEL_POD_NAME: meta["name"],
+                    LABEL_POD_NAMESPACE: namespace, LABEL_CONTAINER_NAME: cspec["name"]},
+        )
+
+    async def _kill_for_restart(self, pod: Obj, cspec: Obj, cur: Container,
+                                failed: ProbeType | None) -> Container:
+        name = cspec["name"]
+        if failed is not None:
+            message = f"Container {name} failed {failed.value.lower()} probe, will be restarted"
+        else:
+            message = f"Container {name} definition changed, will be restarted"
+        self.recorder.event(pod, NORMAL, "Killing", message)
+        spec = pod.get("spec") or {}
+        probe = cspec.get(f"{failed.value.lower()}Probe") if failed else None
+        grace = (probe or {}).get("terminationGracePeriodSeconds",
+                                  spec.get("terminationGracePeriodSeconds", 30))
+        await self.runtime.stop_container(cur.id, grace=float(grace))
+        return await self.runtime.container_status(cur.id) or cur
+
+    async def _remove_old(self, older: list[Container]) -> None:
+        """Removes instances older than the previous one: one dead instance per container
+        is kept, for `logs --previous`."""
+        for old in older:
+            if old.exited:
+                try:
+                    await self.runtime.remove_container(old.id)
+                except RuntimeError_ as err:
+                    log.warning("cannot remove container", extra={"kv": {"id": old.id,
+                                                                         "error": str(err)}})
+
+    # -- deletion ---------------------------------------------------------------
+
+    async def terminate(self, pod: Obj) -> None:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        containers = await self.runtime.list_containers(pod_uid=uid)
+        live = [c for c in containers if not c.exited]
+        grace = grace_period(pod)
+        self.prober.remove_pod(uid)
+        for c in live:
+            self.recorder.event(pod, NORMAL, "Killing", f"Stopping container {c.name}")
+        await self._stop_all(live, grace)
+        state = self._pods.setdefault(uid, _PodState())
+        by_name = instances_by_name(await self.runtime.list_containers(pod_uid=uid))
+        views = []
+        for cspec in (pod.get("spec") or {}).get("containers") or []:
+            instances = by_name.get(cspec["name"], [])
+            views.append(ContainerView(
+                name=cspec["name"], image=cspec.get("image", ""),
+                current=instances[-1] if instances else None,
+                previous=instances[-2] if len(instances) > 1 else None))
+        old_status = self._base_status(pod, state)
+        status = pod_status(dict(pod, status=old_status), views,
+                            pod_ip=old_status.get("podIP", ""), host_ip=self.host_ip,
+                            scheme=self.runtime.name, now=now_rfc3339(), terminating=True)
+        await self._publish(pod, state, old_status, status)
+        try:
+            await self.client.delete("pods", meta["name"], namespace=meta.get("namespace"),
+                                     grace_period_seconds=0, uid=uid)
+            log.info("pod deleted", extra={"kv": {
+                "pod": f"{meta.get('namespace')}/{meta['name']}", "uid": uid}})
+        except (NotFoundError, PreconditionFailedError):
+            pass  # already gone (or a new pod took the name)
+
+    async def _stop_all(self, containers: list[Container], grace: float) -> None:
+        results = await asyncio.gather(
+            *(self.runtime.stop_container(c.id, grace=grace) for c in containers),
+            return_exceptions=True)
+        for c, result in zip(containers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("cannot stop container", extra={"kv": {"id": c.id,
+                                                                   "error": str(result)}})
+
+    async def cleanup(self, uid: str) -> None:
+        """The Pod object is gone: nothing of it may keep running or linger on disk."""
+        self.prober.remove_pod(uid)
+        containers = await self.runtime.list_containers(pod_uid=uid)
+        live = [c for c in containers if not c.exited]
+        if live:
+            log.info("killing containers of a pod that no longer exists", extra={"kv": {
+                "uid": uid, "containers": ",".join(c.name for c in live)}})
+            await self._stop_all(live, self.orphan_grace)
+        for c in containers:
+            try:
+                await self.runtime.remove_container(c.id)
+            except RuntimeError_ as err:
+                log.warning("cannot remove container", extra={"kv": {"id": c.id,
+                                                                     "error": str(err)}})
+        await self.runtime.remove_pod_sandbox(uid)
+        self.backoff.forget(lambda key: isinstance(key, tuple) and key[0] == uid)
+        self._pods.pop(uid, None)
+
+    # -- helpers for the kubelet ------------------------------------------------
+
+    def known_uids(self) -> list[str]:
+        return list(self._pods)
+
+
+__all__ = ["PodSyncer", "container_hash", "grace_period", "instances_by_name", "pod_ref"]

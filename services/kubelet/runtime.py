@@ -1,0 +1,206 @@
+"""The container runtime interface: everything the kubelet asks of a runtime.
+
+The one idea, as in Kubernetes' CRI: the kubelet decides *what* should run and
+the runtime only does *how*. A runtime knows two things:
+
+- a **pod sandbox**: what the containers of one pod share, above all the pod's
+  IP address. The process runtime makes it a directory plus a loopback address;
+  the docker runtime will make it a pause container whose network namespace the
+  pod's containers join.
+- a **container**: one *instance* of a pod's container. A restart is a new
+  instance with a new id and `restart_count + 1`; the old instance stays (exited)
+  so that its log and exit code can be read (`kubectl logs --previous`).
+
+Runtimes are level-reportable: `list_containers()` returns every instance the
+runtime holds, including those started by an earlier kubelet process, so that a
+restarted kubelet adopts them instead of starting duplicates. Containers carry
+the `io.kubernetes.*` labels that tie them to their pod.
+
+Times are Unix epoch seconds (floats). Nothing in this module blocks.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+# The labels that tie a container to its pod, as the kubelet's dockershim set them.
+LABEL_POD_UID = "io.kubernetes.pod.uid"
+LABEL_POD_NAME = "io.kubernetes.pod.name"
+LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
+LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
+
+
+class ContainerState(enum.StrEnum):
+    CREATED = "created"  # the runtime knows it, but it has not started (yet)
+    RUNNING = "running"
+    EXITED = "exited"
+
+
+class RuntimeError_(Exception):  # noqa: N801 - do not shadow the builtin RuntimeError
+    """Base of the errors a runtime raises."""
+
+
+class ContainerConfigError(RuntimeError_):
+    """The container cannot be created as specified (CreateContainerConfigError)."""
+
+
+class ContainerStartError(RuntimeError_):
+    """The runtime failed to start the container (RunContainerError)."""
+
+
+class NotFound(RuntimeError_):
+    """No such container or sandbox."""
+
+
+@dataclass(frozen=True)
+class PodSandboxConfig:
+    uid: str
+    namespace: str
+    name: str
+    hostname: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodSandbox:
+    uid: str
+    namespace: str
+    name: str
+    ip: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """One container instance to start: the kubelet has resolved everything in it."""
+
+    pod_uid: str
+    pod_namespace: str
+    pod_name: str
+    name: str
+    image: str
+    command: Sequence[str]  # empty: the image's entrypoint (which the process runtime lacks)
+    args: Sequence[str]
+    env: Sequence[tuple[str, str]]  # in order; later entries win
+    working_dir: str = ""
+    restart_count: int = 0
+    spec_hash: str = ""  # the kubelet restarts a container whose spec hash changed
+    memory_limit: int = 0  # bytes; 0: none
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container instance as the runtime sees it now."""
+
+    id: str
+    pod_uid: str
+    pod_namespace: str
+    pod_name: str
+    name: str
+    image: str
+    restart_count: int
+    state: ContainerState
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    reason: str = ""  # when exited: Completed, Error, OOMKilled, StartError, ...
+    message: str = ""
+    spec_hash: str = ""
+    pid: int | None = None  # the main process, where the runtime has one on this host
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.state is ContainerState.RUNNING
+
+    @property
+    def exited(self) -> bool:
+        return self.state is ContainerState.EXITED
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int  # -1 when the command could not run or timed out
+    output: bytes
+    timed_out: bool = False
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A container runtime (see the module docstring). Implementations: process, docker."""
+
+    #: The scheme of containerIDs ("process", "docker").
+    name: str
+    #: Shown in Node status.nodeInfo.containerRuntimeVersion.
+    version: str
+
+    async def start(self) -> None:
+        """Loads what an earlier kubelet left running; call once before anything else."""
+
+    async def close(self) -> None:
+        """Releases the runtime's resources; running containers keep running."""
+
+    # -- sandboxes ------------------------------------------------------------
+
+    async def run_pod_sandbox(self, config: PodSandboxConfig, *,
+                              preferred_ip: str = "") -> PodSandbox:
+        """The pod's sandbox, created if needed (idempotent); its IP is stable."""
+
+    async def remove_pod_sandbox(self, uid: str) -> None:
+        """Removes the sandbox and frees its IP; its containers must be stopped first."""
+
+    async def list_pod_sandboxes(self) -> list[PodSandbox]: ...
+
+    # -- containers -----------------------------------------------------------
+
+    async def start_container(self, sandbox: PodSandbox, config: ContainerConfig) -> Container:
+        """Creates and starts one container instance.
+
+        Raises ContainerConfigError when the config cannot run on this runtime, and
+        ContainerStartError when starting failed. A command that cannot be executed
+        may also show up as an instance that exited with reason StartError.
+        """
+
+    async def stop_container(self, container_id: str, *, grace: float) -> None:
+        """SIGTERM, up to `grace` seconds, then SIGKILL; returns once it has exited."""
+
+    async def remove_container(self, container_id: str) -> None:
+        """Forgets an exited instance and deletes its log."""
+
+    async def container_status(self, container_id: str) -> Container | None: ...
+
+    async def list_containers(self, *, pod_uid: str | None = None,
+                              labels: Mapping[str, str] | None = None) -> list[Container]:
+        """Every instance (running or not), optionally of one pod or with these labels."""
+
+    def logs(self, container_id: str, *, tail_lines: int | None = None,
+             follow: bool = False) -> AsyncIterator[bytes]:
+        """The instance's output; with follow, streams until the instance ends."""
+
+    async def exec(self, container_id: str, command: Sequence[str], *,
+                   time_limit: float) -> ExecResult:
+        """Runs a command as the container would (its env and working dir)."""
+
+
+__all__ = [
+    "Container",
+    "ContainerConfig",
+    "ContainerConfigError",
+    "ContainerStartError",
+    "ContainerState",
+    "ExecResult",
+    "LABEL_CONTAINER_NAME",
+    "LABEL_POD_NAME",
+    "LABEL_POD_NAMESPACE",
+    "LABEL_POD_UID",
+    "NotFound",
+    "PodSandbox",
+    "PodSandboxConfig",
+    "Runtime",
+    "RuntimeError_",
+]
