@@ -52,3 +52,58 @@ def node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: str = "110",
             "spec": spec,
             "status": {"capacity": dict(resources), "allocatable": dict(resources),
                        "conditions": conditions}}
+
+
+# -- the proxy (services/proxy) as a child process ------------------------------------
+
+
+class ProxyProcess:
+    """A `python -m services.proxy` child on free health and metrics ports."""
+
+    def __init__(self, workdir: Path, server: str, *extra: str, name: str = "proxy") -> None:
+        from kubelite.localcluster import ManagedProcess, free_port, python_module_argv
+
+        self.health = f"127.0.0.1:{free_port()}"
+        self.metrics_port = free_port()
+        argv = python_module_argv(
+            "services.proxy", "--server", server, "--health-listen", self.health,
+            "--metrics-port", str(self.metrics_port), "--log-level", "debug", *extra)
+        self.process = ManagedProcess(name, argv, workdir / f"{name}.log")
+
+    def start(self, timeout: float = 30.0) -> ProxyProcess:
+        from kubelite.localcluster import wait_healthy
+
+        self.process.start()
+        try:
+            wait_healthy(self.health, timeout, self.process.proc)
+        except Exception:
+            print(self.process.tail())
+            self.process.kill()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def metrics(self) -> str:
+        """The Prometheus text the proxy serves (blocking: call it in a thread)."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read().decode()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0.0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if "=" in part)
+        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
+            return float(value)
+    return 0.0
