@@ -57,7 +57,8 @@ class Kubelet:
         self.queue: WorkQueue[str] = WorkQueue(
             name="kubelet_pods", rate_limiter=RateLimiter(base=0.1, cap=30.0))
         self.prober = ProbeManager(self.runtime, on_change=self.queue.add,
-                                   on_unhealthy=self._unhealthy)
+                                   on_unhealthy=self._unhealthy,
+                                   period_scale=config.probe_period_scale)
         self.backoff = CrashLoopBackoff(base=config.backoff_base, cap=config.backoff_cap,
                                         reset=config.backoff_reset)
         self.syncer = PodSyncer(

@@ -10,6 +10,9 @@ results and acts (a liveness or startup Failure kills the container; readiness
 sets the ready flag). Liveness and readiness wait until the startup probe, if
 any, has succeeded.
 
+`period_scale` multiplies periodSeconds and initialDelaySeconds (whole seconds
+in the API), so that tests can probe several times a second.
+
 Initial results, as in Kubernetes: liveness Success, readiness Failure (a
 container is not ready before its first successful readiness probe), startup
 Unknown (not started).
@@ -186,8 +189,9 @@ class _Worker:
 
     async def _run(self) -> None:
         probe = self.probe
-        period = max(float(probe.get("periodSeconds") or 10), 0.05)
-        delay = float(probe.get("initialDelaySeconds") or 0)
+        scale = self.manager.period_scale
+        period = max(float(probe.get("periodSeconds") or 10) * scale, 0.05)
+        delay = float(probe.get("initialDelaySeconds") or 0) * scale
         started = self.container.started_at or time.time()
         await asyncio.sleep(max(0.0, started + delay - time.time()))
         success_threshold = int(probe.get("successThreshold") or 1)
@@ -232,8 +236,10 @@ class ProbeManager:
     """Starts and stops probe workers as containers come and go; holds their results."""
 
     def __init__(self, runtime: Runtime, *, on_change: Callable[[str], None],
-                 on_unhealthy: Callable[[Obj, Container, ProbeType, str], None]) -> None:
+                 on_unhealthy: Callable[[Obj, Container, ProbeType, str], None],
+                 period_scale: float = 1.0) -> None:
         self.runtime = runtime
+        self.period_scale = period_scale
         self.on_change = on_change
         self.on_unhealthy = on_unhealthy
         self._workers: dict[tuple[str, ProbeType], _Worker] = {}  # (container id, type)
