@@ -4,7 +4,10 @@ The one idea, from Kubernetes' `pkg/scheduler/framework`: *one tiny interface
 per extension point*. A filter plugin answers "can this pod run on this node?"
 with a `Status`; a score plugin answers "how good is this node?" with an int in
 0..100 (optionally raw, then mapped into 0..100 by its `normalize` step, as
-Kubernetes' NormalizeScore does). The `Framework` runs the filters over every
+Kubernetes' NormalizeScore does). A plugin may also say, once per pod, that it
+has nothing to say about this pod (`pre_filter(pod)` or `pre_score(pod,
+nodes)` returning False, Kubernetes' PreFilter/PreScore "Skip"), which saves
+calling it for every node. The `Framework` runs the filters over every
 node (a node fails at its first failing filter), scores the feasible nodes with
 weighted plugins, and picks the best node, breaking ties at random.
 
@@ -165,41 +168,47 @@ class PodInfo:
     def __repr__(self) -> str:
         return f"PodInfo({self.key})"
 
-    @property
+    @cached_property
     def metadata(self) -> Obj:
         return self.pod.get("metadata") or {}
 
-    @property
+    @cached_property
     def spec(self) -> Obj:
         return self.pod.get("spec") or {}
 
-    @property
+    @cached_property
     def name(self) -> str:
         return self.metadata.get("name") or ""
 
-    @property
+    @cached_property
     def namespace(self) -> str:
         return self.metadata.get("namespace") or "default"
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    @property
+    @cached_property
     def uid(self) -> str:
         return self.metadata.get("uid") or self.key
 
-    @property
+    @cached_property
     def node_name(self) -> str:
         return self.spec.get("nodeName") or ""
 
-    @property
+    @cached_property
     def terminating(self) -> bool:
         return bool(self.metadata.get("deletionTimestamp"))
 
     @cached_property
     def requests(self) -> dict[str, int]:
         return pod_requests(self.spec)
+
+    @cached_property
+    def nonzero_request_items(self) -> tuple[tuple[str, int], ...]:
+        """The positive requests other than `pods`: cpu, memory, then the rest by name."""
+        return tuple(sorted(((n, v) for n, v in self.requests.items() if v > 0 and n != PODS),
+                            key=lambda item: (item[0] != CPU, item[0] != MEMORY, item[0])))
 
     @cached_property
     def non_zero_requests(self) -> dict[str, int]:
@@ -228,7 +237,14 @@ class PodInfo:
                 return ref.get("uid") or f"{ref.get('kind')}/{ref.get('name')}"
         return ""
 
-    @property
+    @cached_property
+    def owner_key(self) -> tuple[str, str] | None:
+        """(namespace, controller uid) of a live controlled pod: what spreading counts."""
+        if not self.controller_uid or self.terminating:
+            return None
+        return (self.namespace, self.controller_uid)
+
+    @cached_property
     def priority(self) -> int:
         return int(self.spec.get("priority") or 0)
 
@@ -244,10 +260,16 @@ class NodeInfo:
         self.node: Obj | None = None
         self.name = ""
         self.allocatable: dict[str, int] = {}
+        self.labels: Mapping[str, str] = {}
+        self.spec: Obj = {}
+        self.taints: list[Obj] = []
+        self.conditions: list[Obj] = []
         self.pods: dict[str, PodInfo] = {}
         self.requested: dict[str, int] = {}
         self.non_zero_requested: dict[str, int] = {CPU: 0, MEMORY: 0}
         self.used_ports: Counter[HostPort] = Counter()
+        #: Live pods per (namespace, controller uid), for spreading.
+        self.owner_counts: Counter[tuple[str, str]] = Counter()
         if node is not None:
             self.set_node(node)
         for pod in pods:
@@ -261,22 +283,10 @@ class NodeInfo:
         self.name = (node.get("metadata") or {}).get("name") or ""
         status = node.get("status") or {}
         self.allocatable = parse_resource_list(status.get("allocatable") or status.get("capacity"))
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        return ((self.node or {}).get("metadata") or {}).get("labels") or {}
-
-    @property
-    def spec(self) -> Obj:
-        return (self.node or {}).get("spec") or {}
-
-    @property
-    def taints(self) -> list[Obj]:
-        return [t for t in self.spec.get("taints") or [] if isinstance(t, dict)]
-
-    @property
-    def conditions(self) -> list[Obj]:
-        return ((self.node or {}).get("status") or {}).get("conditions") or []
+        self.labels = (node.get("metadata") or {}).get("labels") or {}
+        self.spec = node.get("spec") or {}
+        self.taints = [t for t in self.spec.get("taints") or [] if isinstance(t, dict)]
+        self.conditions = status.get("conditions") or []
 
     def add_pod(self, pod: PodInfo) -> None:
         if pod.uid in self.pods:
@@ -286,6 +296,8 @@ class NodeInfo:
         self.non_zero_requested[CPU] += pod.non_zero_requests.get(CPU, 0)
         self.non_zero_requested[MEMORY] += pod.non_zero_requests.get(MEMORY, 0)
         self.used_ports.update(pod.host_ports)
+        if pod.owner_key is not None:
+            self.owner_counts[pod.owner_key] += 1
 
     def remove_pod(self, uid: str) -> PodInfo | None:
         pod = self.pods.pop(uid, None)
@@ -297,6 +309,10 @@ class NodeInfo:
         self.non_zero_requested[MEMORY] -= pod.non_zero_requests.get(MEMORY, 0)
         self.used_ports.subtract(pod.host_ports)
         self.used_ports += Counter()  # drops the ports nobody uses any more
+        if pod.owner_key is not None:
+            self.owner_counts[pod.owner_key] -= 1
+            if self.owner_counts[pod.owner_key] <= 0:
+                del self.owner_counts[pod.owner_key]
         return pod
 
 
@@ -395,8 +411,14 @@ class Framework:
         self.scorers = [s for s in scorers if s.weight > 0]
         self.rng = rng or random.Random()
 
-    def run_filters(self, pod: PodInfo, node_info: NodeInfo) -> Status:
-        for plugin in self.filters:
+    def filters_for(self, pod: PodInfo) -> list[FilterPlugin]:
+        """The filters that have something to say about this pod."""
+        return [f for f in self.filters
+                if getattr(f, "pre_filter", None) is None or f.pre_filter(pod)]  # type: ignore[attr-defined]
+
+    def run_filters(self, pod: PodInfo, node_info: NodeInfo,
+                    filters: Sequence[FilterPlugin] | None = None) -> Status:
+        for plugin in self.filters if filters is None else filters:
             try:
                 status = plugin.filter(pod, node_info)
             except Exception as exc:  # a plugin bug must not kill the scheduler
@@ -411,8 +433,9 @@ class Framework:
                       ) -> tuple[list[NodeInfo], dict[str, Status]]:
         feasible: list[NodeInfo] = []
         failed: dict[str, Status] = {}
+        filters = self.filters_for(pod)
         for node_info in nodes:
-            status = self.run_filters(pod, node_info)
+            status = self.run_filters(pod, node_info, filters)
             if status.is_success:
                 feasible.append(node_info)
             else:
@@ -424,6 +447,9 @@ class Framework:
         totals = {node_info.name: 0 for node_info in nodes}
         for scorer in self.scorers:
             plugin = scorer.plugin
+            pre_score = getattr(plugin, "pre_score", None)
+            if pre_score is not None and not pre_score(pod, nodes):
+                continue  # the same for every node: it cannot change the ranking
             raw = {node_info.name: plugin.score(pod, node_info) for node_info in nodes}
             normalizer = getattr(plugin, "normalize", None)
             if normalizer is not None:

@@ -92,6 +92,12 @@ def _node_affinity(pod: PodInfo) -> Obj:
 class NodeAffinity:
     name = "NodeAffinity"
 
+    def pre_filter(self, pod: PodInfo) -> bool:
+        return "requiredDuringSchedulingIgnoredDuringExecution" in _node_affinity(pod)
+
+    def pre_score(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> bool:
+        return bool(_node_affinity(pod).get("preferredDuringSchedulingIgnoredDuringExecution"))
+
     def filter(self, pod: PodInfo, node_info: NodeInfo) -> Status:
         required = _node_affinity(pod).get("requiredDuringSchedulingIgnoredDuringExecution")
         if required is None:

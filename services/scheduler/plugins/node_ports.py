@@ -14,6 +14,9 @@ REASON = "node(s) didn't have free ports for the requested pod ports"
 class NodePorts:
     name = "NodePorts"
 
+    def pre_filter(self, pod: PodInfo) -> bool:
+        return bool(pod.host_ports)
+
     def filter(self, pod: PodInfo, node_info: NodeInfo) -> Status:
         if not pod.host_ports or not node_info.used_ports:
             return Status.success()

@@ -14,7 +14,7 @@ count (a kubelet always reports it; hand-made Node objects often do not).
 
 from __future__ import annotations
 
-from ..framework import CPU, MEMORY, PODS, NodeInfo, PodInfo, Status
+from ..framework import PODS, NodeInfo, PodInfo, Status
 
 TOO_MANY_PODS = "Too many pods"
 
@@ -37,13 +37,7 @@ class NodeResourcesFit:
         if allowed_pods is not None and len(node_info.pods) + 1 > allowed_pods:
             reasons.append(TOO_MANY_PODS)
         # cpu and memory first, then the rest in a stable order, as Kubernetes reports them.
-        names = sorted(pod.requests, key=lambda n: (n != CPU, n != MEMORY, n))
-        for name in names:
-            if name == PODS:
-                continue
-            want = pod.requests[name]
-            if want <= 0:
-                continue
+        for name, want in pod.nonzero_request_items:
             free = node_info.allocatable.get(name, 0) - node_info.requested.get(name, 0)
             if want > free:
                 reasons.append(insufficient(name))

@@ -11,6 +11,9 @@ REASON = "node(s) didn't match Pod's node affinity/selector"
 class NodeSelector:
     name = "NodeSelector"
 
+    def pre_filter(self, pod: PodInfo) -> bool:
+        return bool(pod.spec.get("nodeSelector"))
+
     def filter(self, pod: PodInfo, node_info: NodeInfo) -> Status:
         selector = pod.spec.get("nodeSelector") or {}
         labels = node_info.labels

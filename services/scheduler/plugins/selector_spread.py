@@ -9,19 +9,21 @@ controller scores 100 everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..framework import NodeInfo, PodInfo, normalize_reverse
 
 
 class SelectorSpread:
     name = "SelectorSpread"
 
+    def pre_score(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> bool:
+        return bool(pod.controller_uid)
+
     def score(self, pod: PodInfo, node_info: NodeInfo) -> int:
-        owner = pod.controller_uid
-        if not owner:
+        if not pod.controller_uid:
             return 0
-        return sum(1 for other in node_info.pods.values()
-                   if other.controller_uid == owner and other.namespace == pod.namespace
-                   and not other.terminating and other.uid != pod.uid)
+        return node_info.owner_counts.get((pod.namespace, pod.controller_uid), 0)
 
     def normalize(self, pod: PodInfo, scores: dict[str, int]) -> dict[str, int]:
         return normalize_reverse(scores)

@@ -10,7 +10,7 @@ operator) compares values while Exists ignores them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..framework import NodeInfo, PodInfo, Status, normalize_reverse
@@ -64,6 +64,9 @@ class TaintToleration:
         if taint is None:
             return Status.success()
         return Status.unschedulable(untolerated_taint_reason(taint))
+
+    def pre_score(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> bool:
+        return any(t.get("effect") == PREFER_NO_SCHEDULE for n in nodes for t in n.taints)
 
     def score(self, pod: PodInfo, node_info: NodeInfo) -> int:
         """Raw: the number of PreferNoSchedule taints the pod does not tolerate."""
