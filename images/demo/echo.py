@@ -1,0 +1,41 @@
+"""HTTP echo for demos and tests: GET / answers with the pod's name and IP.
+
+Environment: POD_NAME (default: the hostname), POD_IP, PORT (default 8080).
+GET /healthz answers 200; GET /burn?seconds=N spins a CPU for N seconds.
+"""
+
+import http.server
+import os
+import socket
+import sys
+import time
+
+NAME = os.environ.get("POD_NAME") or socket.gethostname()
+PORT = int(os.environ.get("PORT", "8080"))
+BIND = os.environ.get("BIND", "0.0.0.0")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.startswith("/burn"):
+            seconds = float(self.path.partition("seconds=")[2] or 1)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+        body = (NAME + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        print(f"{self.client_address[0]} {fmt % args}", flush=True)
+
+
+if __name__ == "__main__":
+    print(f"echo server {NAME} listening on {BIND}:{PORT}", flush=True)
+    server = http.server.ThreadingHTTPServer((BIND, PORT), Handler)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        sys.exit(0)
