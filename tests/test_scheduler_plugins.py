@@ -315,6 +315,7 @@ def test_node_ports_distinguish_protocols_and_addresses():
 
 
 def test_node_ports_are_freed_when_the_pod_leaves():
+    """A pod leaving the node releases its host ports."""
     n = info("n1", pod("web", host_ports=[8080]))
     n.remove_pod("uid-web")
     assert NodePorts().filter(pod("other", host_ports=[8080]), n).is_success
@@ -341,6 +342,7 @@ def test_least_allocated_counts_best_effort_pods_at_default_requests():
 
 
 def test_least_allocated_is_zero_when_overcommitted_or_unknown():
+    """Requests beyond allocatable, or no allocatable at all, score 0."""
     assert LeastAllocated().score(pod(cpu="8", memory="16Gi"), info(cpu="4", memory="8Gi")) == 0
     assert LeastAllocated().score(pod(), NodeInfo({"metadata": {"name": "bare"}})) == 0
 
@@ -368,6 +370,7 @@ def test_selector_spread_prefers_nodes_with_fewer_pods_of_the_same_owner():
 
 
 def test_selector_spread_ignores_other_namespaces_and_ownerless_pods():
+    """Same owner uid in another namespace does not count; no owner means no preference."""
     plugin = SelectorSpread()
     n = info("a", pod("w1", owner="web", namespace="elsewhere"))
     assert plugin.score(pod("new", owner="web"), n) == 0
@@ -441,6 +444,7 @@ def test_framework_turns_plugin_exceptions_into_errors():
 
 
 def test_new_framework_rejects_unknown_score_plugins():
+    """Weights must name known score plugins; the defaults are all enabled."""
     with pytest.raises(ValueError, match="Nope"):
         new_framework({"Nope": 1})
     assert set(DEFAULT_SCORE_WEIGHTS) <= {s.plugin.name for s in new_framework().scorers}
@@ -458,3 +462,16 @@ def test_default_framework_respects_selector_and_taints_together():
     feasible, failed = fw.find_feasible(p, nodes)
     assert sorted(n.name for n in feasible) == ["plain", "tainted"]
     assert failed["hdd"].plugin == "NodeSelector"
+
+
+def test_score_weights_flag_overrides_defaults_and_rejects_nonsense():
+    """--score-weights names plugins and weights; unknown names and bad weights are errors."""
+    from services.scheduler.__main__ import parse_args
+
+    config = parse_args(["--score-weights", "LeastAllocated=3,SelectorSpread=0"])
+    assert dict(config.score_weights) == {"LeastAllocated": 3, "SelectorSpread": 0}
+    weights = {s.plugin.name: s.weight for s in new_framework(dict(config.score_weights)).scorers}
+    assert weights["LeastAllocated"] == 3 and "SelectorSpread" not in weights
+    for bad in ("Nope=1", "LeastAllocated=-1", "LeastAllocated"):
+        with pytest.raises(SystemExit):
+            parse_args(["--score-weights", bad])

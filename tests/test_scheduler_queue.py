@@ -47,6 +47,7 @@ def queue(clock: Clock) -> SchedulingQueue:
 
 
 async def test_pop_hands_out_higher_priority_first_then_oldest(queue, clock):
+    """spec.priority orders the active queue, then arrival time."""
     queue.add(pending("old"))
     clock.now += 1
     queue.add(pending("young"))
@@ -107,6 +108,7 @@ async def test_status_only_updates_do_not_wake_a_parked_pod(queue):
 
 
 async def test_deleted_pods_leave_the_queue_even_in_flight(queue):
+    """A pod deleted during its attempt is not requeued when the attempt fails."""
     queue.add(pending("p"))
     qpi = await queue.pop()
     queue.delete(qpi.pod.pod)
@@ -115,6 +117,7 @@ async def test_deleted_pods_leave_the_queue_even_in_flight(queue):
 
 
 async def test_leftover_unschedulable_pods_are_flushed(queue, clock):
+    """A parked pod is retried after max_unschedulable_duration even without events."""
     queue.add(pending("p"))
     queue.add_unschedulable(await queue.pop())
     clock.now += 59
@@ -134,6 +137,7 @@ async def test_backoff_timer_moves_pods_without_polling():
 
 
 async def test_close_wakes_pop():
+    """Closing the queue ends a waiting pop() with QueueClosed."""
     queue = SchedulingQueue()
     waiter = asyncio.ensure_future(queue.pop())
     await asyncio.sleep(0)
@@ -146,6 +150,7 @@ async def test_close_wakes_pop():
 
 
 def test_assumed_pod_counts_at_once_and_is_confirmed_by_the_watch(clock):
+    """An assumed pod's requests count before the bind; the watch's copy confirms it."""
     cache = SchedulerCache(assumed_ttl=30, clock=clock)
     cache.add_node(node("n1", cpu="2"))
     pod = pending("p", cpu="1500m")
@@ -161,6 +166,7 @@ def test_assumed_pod_counts_at_once_and_is_confirmed_by_the_watch(clock):
 
 
 def test_forgotten_and_expired_assumptions_free_the_node(clock):
+    """A failed bind (forget) or an unconfirmed one (TTL) gives the resources back."""
     cache = SchedulerCache(assumed_ttl=30, clock=clock)
     cache.add_node(node("n1", cpu="2"))
     cache.assume_pod(PodInfo(pending("a", cpu="1")), "n1")
