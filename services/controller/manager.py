@@ -1,0 +1,71 @@
+"""Wiring: one term of leadership runs every enabled controller on shared informers.
+
+Everything (informers, queues, expectations, event recorders) is built anew
+each time this process becomes leader and thrown away when it stops leading,
+so a new term never trusts state from a term in which another process may
+have acted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from kubelite.client import Client
+from kubelite.events import EventRecorder
+
+from .base import Controller, cancel_and_wait
+from .config import Config
+from .deployment import DeploymentController
+from .garbagecollector import GarbageCollector
+from .informers import InformerFactory
+from .nodelifecycle import NodeLifecycleController
+from .replicaset import ReplicaSetController
+
+log = logging.getLogger("kubelite.controller")
+
+Builder = Callable[[Client, InformerFactory, Config], Controller]
+
+BUILDERS: dict[str, Builder] = {
+    "replicaset": lambda client, factory, config: ReplicaSetController(client, factory),
+    "deployment": lambda client, factory, config: DeploymentController(client, factory),
+    "garbagecollector": lambda client, factory, config: GarbageCollector(
+        client, factory, resources=config.gc_resources),
+    "nodelifecycle": lambda client, factory, config: NodeLifecycleController(
+        client, factory, grace_period=config.node_monitor_grace_period,
+        monitor_period=config.node_monitor_period),
+}
+
+
+def workers_for(name: str, config: Config) -> int:
+    return config.gc_concurrent_syncs if name == "garbagecollector" else config.concurrent_syncs
+
+
+async def run_controllers(client: Client, config: Config) -> None:
+    """Runs the enabled controllers until cancelled (one leadership term)."""
+    factory = InformerFactory(client, resync=config.resync_period)
+    controllers = {name: BUILDERS[name](client, factory, config)
+                   for name in config.controllers}
+    factory.start()
+    log.info("controllers starting", extra={"kv": {
+        "controllers": ",".join(controllers), "informers": ",".join(factory.informers)}})
+    tasks = [asyncio.create_task(c.run(workers_for(name, config)), name=f"controller-{name}")
+             for name, c in controllers.items()]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for controller in controllers.values():
+            controller.shut_down()
+        await cancel_and_wait(tasks)
+        await factory.stop()
+        for controller in controllers.values():
+            recorder: EventRecorder | None = getattr(controller, "recorder", None)
+            if recorder is not None:
+                await recorder.stop()
+
+
+__all__ = ["BUILDERS", "run_controllers"]
