@@ -21,7 +21,7 @@ import pytest
 
 from kubelite.client import Client
 from services.proxy.balancer import RANDOM, ROUND_ROBIN, Balancer
-from services.proxy.model import Endpoint, ServicePort, service_ports
+from services.proxy.model import Endpoint, service_ports
 from tests.helpers import ProxyProcess, metric_value
 
 NODE_IP = "127.12.0.1"
@@ -148,14 +148,14 @@ class Backend:
 
 
 async def request(ip: str, port: int, payload: bytes = b"ping", *, source: str | None = None,
-                  timeout: float = 5.0) -> str:
+                  wait: float = 5.0) -> str:
     """Sends payload, half-closes, and returns the answer."""
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(ip, port, local_addr=(source, 0) if source else None), timeout)
+        asyncio.open_connection(ip, port, local_addr=(source, 0) if source else None), wait)
     try:
         writer.write(payload)
         writer.write_eof()
-        return (await asyncio.wait_for(reader.read(), timeout)).decode()
+        return (await asyncio.wait_for(reader.read(), wait)).decode()
     finally:
         writer.close()
 
@@ -169,7 +169,7 @@ async def until_served(ip: str, port: int, within: float = 10.0, **kw: Any) -> s
     deadline = time.monotonic() + within
     while True:
         try:
-            answer = await name_of(ip, port, timeout=1.0, **kw)
+            answer = await name_of(ip, port, wait=1.0, **kw)
             if answer:
                 return answer
         except (OSError, TimeoutError):
@@ -319,7 +319,7 @@ async def test_node_port_answers_on_the_node_ip_and_ports_match_by_name(
     assert await name_of(ip, 81) == "admin"
     # A NodePort is this node's: nothing listens on another node's IP.
     with pytest.raises(OSError):
-        await request(OTHER_NODE_IP, http_np, timeout=1.0)
+        await request(OTHER_NODE_IP, http_np, wait=1.0)
 
 
 async def test_session_affinity_client_ip_sticks(
@@ -349,7 +349,7 @@ async def test_large_transfers_and_half_close_pass_through(
     ip = svc["spec"]["clusterIP"]
     await until_served(ip, 80)
     payload = uuid.uuid4().bytes * (8 * 1024 * 1024 // 16)
-    answers = await asyncio.gather(*(request(ip, 80, payload, timeout=30) for _ in range(4)))
+    answers = await asyncio.gather(*(request(ip, 80, payload, wait=30) for _ in range(4)))
     expected = f"b1 {len(payload)} {hashlib.sha256(payload).hexdigest()}"
     assert answers == [expected] * 4
 
@@ -366,7 +366,7 @@ async def test_deleting_a_service_closes_its_listener(
     deadline = time.monotonic() + 3
     while True:
         try:
-            await request(ip, 80, timeout=1.0)
+            await request(ip, 80, wait=1.0)
         except ConnectionRefusedError:
             break
         except ConnectionResetError:
