@@ -377,3 +377,14 @@ async def test_leader_failover_to_the_standby_scheduler(api, ns, start_scheduler
     assert time.monotonic() - killed < 1.0 + 3.0
     assert await replicas[standby].metric("scheduler_schedule_attempts_total",
                                           result="scheduled") == 1
+
+
+async def test_scheduler_recovers_from_an_apiserver_restart(api, ns, apiserver, start_scheduler):
+    """After the apiserver is killed and restarted, the scheduler resumes binding by itself."""
+    start_scheduler()
+    await api.create("nodes", node("n1"))
+    await api.create("pods", pod("before", ns))
+    await wait_bound(api, ns, "before")
+    await asyncio.to_thread(apiserver.restart)
+    await api.create("pods", pod("after", ns))
+    assert await wait_bound(api, ns, "after", within=10) == {"after": "n1"}
