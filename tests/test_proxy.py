@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 import uuid
 from collections import Counter
@@ -26,6 +27,19 @@ from tests.helpers import ProxyProcess, metric_value
 
 NODE_IP = "127.12.0.1"
 OTHER_NODE_IP = "127.12.0.2"
+
+
+def _service_port() -> int:
+    """80 where this user may bind it (root, or a lowered ip_unprivileged_port_start),
+    else 8080: the userspace proxy binds ClusterIP:port itself."""
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        start = 1024
+    return 80 if os.geteuid() == 0 or start <= 80 else 8080
+
+
+PORT = _service_port()
 
 # -- unit: endpoints from objects, and the balancer -----------------------------------
 
@@ -179,6 +193,13 @@ async def until_served(ip: str, port: int, within: float = 10.0, **kw: Any) -> s
         await asyncio.sleep(0.05)
 
 
+async def until(check: Any, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {check}"
+        await asyncio.sleep(0.01)
+
+
 def service(name: str, namespace: str, *ports: tuple[str, int], type_: str = "ClusterIP",
             affinity: int | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": type_,
@@ -233,11 +254,11 @@ async def test_cluster_ip_spreads_over_all_ready_endpoints(
         proxy: ProxyProcess, client: Client, namespace: str, backends: Any) -> None:
     """300 requests to ClusterIP:port reach all three backends, each at least 20%."""
     b = await backends("b1", "b2", "b3")
-    svc = await client.create("services", service("web", namespace, ("http", 80)))
+    svc = await client.create("services", service("web", namespace, ("http", PORT)))
     await client.create("endpoints", endpoints("web", namespace, b))
     ip = svc["spec"]["clusterIP"]
-    await until_served(ip, 80)
-    answers = Counter([await name_of(ip, 80) for _ in range(300)])
+    await until_served(ip, PORT)
+    answers = Counter([await name_of(ip, PORT) for _ in range(300)])
     assert set(answers) == {"b1", "b2", "b3"}
     assert all(n >= 60 for n in answers.values()), answers
     text = await asyncio.to_thread(proxy.metrics)
@@ -252,10 +273,10 @@ async def test_unready_endpoint_stops_getting_connections_and_comes_back(
     """An address moved to notReadyAddresses gets no new connections within 2 s; re-added,
     it gets them again within 2 s."""
     b1, b2, b3 = await backends("b1", "b2", "b3")
-    svc = await client.create("services", service("web", namespace, ("http", 80)))
+    svc = await client.create("services", service("web", namespace, ("http", PORT)))
     await client.create("endpoints", endpoints("web", namespace, [b1, b2, b3]))
     ip = svc["spec"]["clusterIP"]
-    await until_served(ip, 80)
+    await until_served(ip, PORT)
 
     eps = await client.get("endpoints", "web", namespace=namespace)
     eps["subsets"] = endpoints("web", namespace, [b1, b2], [b3])["subsets"]
@@ -263,9 +284,9 @@ async def test_unready_endpoint_stops_getting_connections_and_comes_back(
     await client.update("endpoints", eps)
     last_b3 = None
     while time.monotonic() - changed < 2.0:
-        if await name_of(ip, 80) == "b3":
+        if await name_of(ip, PORT) == "b3":
             last_b3 = time.monotonic() - changed
-    after = Counter([await name_of(ip, 80) for _ in range(60)])
+    after = Counter([await name_of(ip, PORT) for _ in range(60)])
     assert "b3" not in after and set(after) == {"b1", "b2"}, after
     print(f"last connection to the unready endpoint {last_b3}s after the update")
 
@@ -273,7 +294,7 @@ async def test_unready_endpoint_stops_getting_connections_and_comes_back(
     eps["subsets"] = endpoints("web", namespace, [b1, b2, b3])["subsets"]
     changed = time.monotonic()
     await client.update("endpoints", eps)
-    while await name_of(ip, 80) != "b3":
+    while await name_of(ip, PORT) != "b3":
         assert time.monotonic() - changed < 2.0, "the endpoint did not come back within 2 s"
 
 
@@ -281,12 +302,12 @@ async def test_dead_endpoint_is_retried_on_another(
         proxy: ProxyProcess, client: Client, namespace: str, backends: Any) -> None:
     """An endpoint whose server is gone (still listed as ready) costs no failed request."""
     b1, b2, b3 = await backends("b1", "b2", "b3")
-    svc = await client.create("services", service("web", namespace, ("http", 80)))
+    svc = await client.create("services", service("web", namespace, ("http", PORT)))
     await client.create("endpoints", endpoints("web", namespace, [b1, b2, b3]))
     ip = svc["spec"]["clusterIP"]
-    await until_served(ip, 80)
+    await until_served(ip, PORT)
     await b2.stop()
-    answers = Counter([await name_of(ip, 80) for _ in range(60)])
+    answers = Counter([await name_of(ip, PORT) for _ in range(60)])
     assert set(answers) == {"b1", "b3"}, answers
     text = await asyncio.to_thread(proxy.metrics)
     assert metric_value(text, "kubelite_proxy_errors_total", service=f"{namespace}/web:http",
@@ -296,7 +317,7 @@ async def test_dead_endpoint_is_retried_on_another(
     await b3.stop()
     started = time.monotonic()
     with pytest.raises((ConnectionError, OSError)):
-        answer = await request(ip, 80)
+        answer = await request(ip, PORT)
         if not answer:
             raise ConnectionResetError("closed without an answer")
     assert time.monotonic() - started < 3.0
@@ -306,8 +327,8 @@ async def test_node_port_answers_on_the_node_ip_and_ports_match_by_name(
         proxy: ProxyProcess, client: Client, namespace: str, backends: Any) -> None:
     """A NodePort Service answers on NodeIP:nodePort; each port reaches its named target."""
     web, admin = await backends("web", "admin")
-    svc = await client.create("services", service("np", namespace, ("http", 80),
-                                                  ("admin", 81), type_="NodePort"))
+    svc = await client.create("services", service("np", namespace, ("http", PORT),
+                                                  ("admin", PORT + 1), type_="NodePort"))
     eps = endpoints("np", namespace, [web])
     eps["subsets"] += endpoints("np", namespace, [admin], port_name="admin")["subsets"]
     await client.create("endpoints", eps)
@@ -315,8 +336,8 @@ async def test_node_port_answers_on_the_node_ip_and_ports_match_by_name(
     http_np, admin_np = (p["nodePort"] for p in svc["spec"]["ports"])
     assert await until_served(NODE_IP, http_np) == "web"
     assert await until_served(NODE_IP, admin_np) == "admin"
-    assert await name_of(ip, 80) == "web"
-    assert await name_of(ip, 81) == "admin"
+    assert await name_of(ip, PORT) == "web"
+    assert await name_of(ip, PORT + 1) == "admin"
     # A NodePort is this node's: nothing listens on another node's IP.
     with pytest.raises(OSError):
         await request(OTHER_NODE_IP, http_np, wait=1.0)
@@ -326,15 +347,15 @@ async def test_session_affinity_client_ip_sticks(
         proxy: ProxyProcess, client: Client, namespace: str, backends: Any) -> None:
     """With sessionAffinity ClientIP each client IP keeps one backend; clients spread."""
     b = await backends("b1", "b2", "b3")
-    svc = await client.create("services", service("sticky", namespace, ("http", 80),
+    svc = await client.create("services", service("sticky", namespace, ("http", PORT),
                                                   affinity=600))
     await client.create("endpoints", endpoints("sticky", namespace, b))
     ip = svc["spec"]["clusterIP"]
-    await until_served(ip, 80, source="127.20.0.1")
+    await until_served(ip, PORT, source="127.20.0.1")
     chosen = {}
     for i in range(1, 11):
         source = f"127.20.0.{i}"
-        answers = {await name_of(ip, 80, source=source) for _ in range(15)}
+        answers = {await name_of(ip, PORT, source=source) for _ in range(15)}
         assert len(answers) == 1, (source, answers)
         chosen[source] = answers.pop()
     assert len(set(chosen.values())) >= 2, chosen
@@ -344,12 +365,12 @@ async def test_large_transfers_and_half_close_pass_through(
         proxy: ProxyProcess, client: Client, namespace: str, backends: Any) -> None:
     """8 MiB each way of 4 concurrent connections arrive intact (backpressure, EOF)."""
     (b1,) = await backends("b1")
-    svc = await client.create("services", service("bulk", namespace, ("http", 80)))
+    svc = await client.create("services", service("bulk", namespace, ("http", PORT)))
     await client.create("endpoints", endpoints("bulk", namespace, [b1]))
     ip = svc["spec"]["clusterIP"]
-    await until_served(ip, 80)
+    await until_served(ip, PORT)
     payload = uuid.uuid4().bytes * (8 * 1024 * 1024 // 16)
-    answers = await asyncio.gather(*(request(ip, 80, payload, wait=30) for _ in range(4)))
+    answers = await asyncio.gather(*(request(ip, PORT, payload, wait=30) for _ in range(4)))
     expected = f"b1 {len(payload)} {hashlib.sha256(payload).hexdigest()}"
     assert answers == [expected] * 4
 
@@ -358,15 +379,15 @@ async def test_deleting_a_service_closes_its_listener(
         proxy: ProxyProcess, client: Client, namespace: str, backends: Any) -> None:
     """Once the Service is deleted its ClusterIP:port refuses connections."""
     (b1,) = await backends("b1")
-    svc = await client.create("services", service("gone", namespace, ("http", 80)))
+    svc = await client.create("services", service("gone", namespace, ("http", PORT)))
     await client.create("endpoints", endpoints("gone", namespace, [b1]))
     ip = svc["spec"]["clusterIP"]
-    await until_served(ip, 80)
+    await until_served(ip, PORT)
     await client.delete("services", "gone", namespace=namespace)
     deadline = time.monotonic() + 3
     while True:
         try:
-            await request(ip, 80, wait=1.0)
+            await request(ip, PORT, wait=1.0)
         except ConnectionRefusedError:
             break
         except ConnectionResetError:
@@ -381,20 +402,90 @@ async def test_two_node_proxies_share_cluster_ips_and_own_their_node_ports(
     """A second proxy (another node) binds the same ClusterIP:port (SO_REUSEPORT) and
     serves the NodePort on its own node IP; stopping it leaves the first serving."""
     b1, b2 = await backends("b1", "b2")
-    svc = await client.create("services", service("shared", namespace, ("http", 80),
+    svc = await client.create("services", service("shared", namespace, ("http", PORT),
                                                   type_="NodePort"))
     await client.create("endpoints", endpoints("shared", namespace, [b1, b2]))
     ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
-    await until_served(ip, 80)
+    await until_served(ip, PORT)
     second = await asyncio.to_thread(
         ProxyProcess(tmp_path, shared_apiserver.target, "--node-ip", OTHER_NODE_IP,
                      "--node-name", "node-b", "--balancing", "round-robin", name="proxy-b").start)
     try:
         assert await until_served(OTHER_NODE_IP, node_port) in {"b1", "b2"}
         assert await until_served(NODE_IP, node_port) in {"b1", "b2"}
-        answers = Counter([await name_of(ip, 80) for _ in range(40)])
+        answers = Counter([await name_of(ip, PORT) for _ in range(40)])
         assert set(answers) == {"b1", "b2"}
     finally:
         await asyncio.to_thread(second.stop)
-    answers = Counter([await name_of(ip, 80) for _ in range(20)])
+    answers = Counter([await name_of(ip, PORT) for _ in range(20)])
     assert sum(answers.values()) == 20
+
+
+async def test_a_port_in_use_is_reported_as_an_event_and_retried(
+        proxy: ProxyProcess, client: Client, namespace: str, backends: Any) -> None:
+    """A NodePort that something else holds gives a FailedToListen Warning on the Service;
+    once it is free the proxy listens after all."""
+    import random
+    import socket
+
+    (b1,) = await backends("b1")
+    squatter = socket.socket()
+    for _ in range(50):
+        node_port = random.randint(30000, 32767)
+        try:
+            squatter.bind((NODE_IP, node_port))
+            break
+        except OSError:
+            continue
+    squatter.listen()
+    try:
+        manifest = service("busy", namespace, ("http", PORT), type_="NodePort")
+        manifest["spec"]["ports"][0]["nodePort"] = node_port
+        await client.create("services", manifest)
+        await client.create("endpoints", endpoints("busy", namespace, [b1]))
+        deadline = time.monotonic() + 10
+        while True:
+            events = (await client.list("events", namespace=namespace)).items
+            if any(e["reason"] == "FailedToListen" for e in events):
+                break
+            assert time.monotonic() < deadline, "no FailedToListen event"
+            await asyncio.sleep(0.1)
+        event = next(e for e in events if e["reason"] == "FailedToListen")
+        assert event["type"] == "Warning" and event["involvedObject"]["name"] == "busy"
+        assert f"{NODE_IP}:{node_port}" in event["message"]
+    finally:
+        squatter.close()
+    assert await until_served(NODE_IP, node_port, within=10) == "b1"
+
+
+async def test_cluster_ips_are_added_to_an_interface_when_asked() -> None:
+    """With --cluster-ip-interface each ClusterIP is added as a /32 before it is bound,
+    and removed when its last listener closes (an in-process proxier, a fake `ip`)."""
+    from services.proxy.commands import CommandResult
+    from services.proxy.model import ServicePort
+    from services.proxy.userspace import UserspaceProxier
+    from services.proxy.vips import VipManager
+
+    calls: list[list[str]] = []
+
+    async def fake_ip(argv: Any) -> CommandResult:
+        calls.append(list(argv))
+        return CommandResult(0, b"", b"")
+
+    proxier = UserspaceProxier(node_ip=NODE_IP, vips=VipManager("eth9", runner=fake_ip))
+    task = asyncio.create_task(proxier.run())
+    try:
+        ports = [ServicePort("ns", "v", name, "TCP", "127.96.250.1", port)
+                 for name, port in (("a", 18080), ("b", 18081))]
+        proxier.update("ns/v", ports)
+        await until(lambda: len(proxier.listening) == 2)
+        assert calls == [["ip", "addr", "replace", "127.96.250.1/32", "dev", "eth9"]]
+        proxier.update("ns/v", ports[:1])
+        await until(lambda: len(proxier.listening) == 1)
+        assert len(calls) == 1  # one listener still uses the address
+        proxier.update("ns/v", [])
+        await until(lambda: not proxier.listening)
+        assert calls[-1] == ["ip", "addr", "del", "127.96.250.1/32", "dev", "eth9"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
