@@ -281,7 +281,7 @@ async def test_iptables_mode_dnats_cluster_ip_and_node_port_in_a_namespace(
     proxy = await asyncio.to_thread(ProxyProcess(
         tmp_path, server.target, "--mode", "iptables", "--node-name", "ns-node",
         "--iptables-exec-prefix", f"ip netns exec {netns.name}",
-        "--min-sync-period", "0.1", "--sync-period", "2").start)
+        "--min-sync-period", "0.1", "--sync-period", "1").start)
     try:
         async with Client(server.target) as client:
             svc = await client.create("services", {

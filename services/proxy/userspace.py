@@ -251,9 +251,9 @@ class UserspaceProxier:
             # Close the listening socket only; connections in flight finish normally
             # (Server.wait_closed would wait for them on newer Pythons).
             listener.server.close()
-            if self.vips is not None and not any(a[0] == address[0] for a in self._listeners):
-                await self.vips.release(address[0])
             log.debug("closed listener", extra={"kv": {"address": f"{address[0]}:{address[1]}"}})
+        if self.vips is not None and not any(a[0] == address[0] for a in self._listeners):
+            await self.vips.release(address[0])  # a no-op for addresses it does not hold
 
     async def close(self) -> None:
         for address in list(self._listeners):
