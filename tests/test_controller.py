@@ -146,13 +146,17 @@ def container(image: str = "busybox:1.36") -> Obj:
     return {"name": "main", "image": image, "command": ["sleep", "3600"]}
 
 
-def replicaset(name: str, namespace: str, replicas: int, labels: dict[str, str]) -> Obj:
+def replicaset(name: str, namespace: str, replicas: int, labels: dict[str, str],
+               ports: list[Obj] | None = None) -> Obj:
+    main = container()
+    if ports:
+        main["ports"] = ports
     return {
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [container()]}}},
+                              "spec": {"containers": [main]}}},
     }
 
 
@@ -227,11 +231,18 @@ class FakeKubelet:
                 await mark_ready(self.client, pod)
 
 
-async def mark_ready(client: Client, pod: Obj) -> None:
+_POD_IPS = iter(range(1, 1 << 16))
+
+
+async def mark_ready(client: Client, pod: Obj, ready: bool = True) -> None:
     stamp = now_rfc3339()
+    flag = "True" if ready else "False"
     status = {**(pod.get("status") or {}), "phase": "Running", "conditions": [
-        {"type": "Ready", "status": "True", "lastTransitionTime": stamp},
-        {"type": "ContainersReady", "status": "True", "lastTransitionTime": stamp}]}
+        {"type": "Ready", "status": flag, "lastTransitionTime": stamp},
+        {"type": "ContainersReady", "status": flag, "lastTransitionTime": stamp}]}
+    if not status.get("podIP"):
+        n = next(_POD_IPS)
+        status["podIP"] = f"127.77.{n >> 8}.{n & 255}"
     try:
         await client.update_status("pods", {**pod, "status": status})
     except (NotFoundError, ConflictError):
@@ -640,6 +651,50 @@ async def test_progress_deadline_exceeded_when_pods_never_become_ready(
     assert available["reason"] == "MinimumReplicasUnavailable"
 
 
+# -- endpoints -----------------------------------------------------------------------------
+
+
+async def test_endpoints_follow_the_pods_a_service_selects(client: Client, ns: str):
+    """Ready pods are addresses on the resolved targetPort; unready ones move aside."""
+    await client.create("services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "ep", "namespace": ns},
+        "spec": {"selector": {"app": "ep"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+    await client.create("replicasets", replicaset(
+        "ep", ns, 2, {"app": "ep"}, ports=[{"name": "http", "containerPort": 8080}]))
+
+    async def endpoints(ready: int, not_ready: int = 0) -> Obj | None:
+        try:
+            got = await client.get("endpoints", "ep", namespace=ns)
+        except NotFoundError:
+            return None
+        subsets = got.get("subsets") or []
+        have = (sum(len(s.get("addresses") or []) for s in subsets),
+                sum(len(s.get("notReadyAddresses") or []) for s in subsets))
+        return got if have == (ready, not_ready) else None
+
+    assert await eventually(lambda: endpoints(0, 0), what="empty endpoints")
+    async with FakeKubelet(client, ns):
+        got = await eventually(lambda: endpoints(2), what="two ready addresses")
+    subset = got["subsets"][0]
+    assert subset["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    ips = {a["ip"] for a in subset["addresses"]}
+    found = await live_pods(client, ns)
+    assert ips == {p["status"]["podIP"] for p in found}
+
+    await mark_ready(client, found[0], ready=False)
+    got = await eventually(lambda: endpoints(1, 1), what="one address not ready")
+    assert got["subsets"][0]["notReadyAddresses"][0]["targetRef"]["name"] == \
+        found[0]["metadata"]["name"]
+
+    await client.delete("services", "ep", namespace=ns)
+
+    async def gone() -> bool:
+        return not await exists(client, "endpoints", "ep", ns)
+
+    await eventually(gone, what="the endpoints deleted with the service")
+
+
 # -- garbage collection -----------------------------------------------------------------
 
 
@@ -844,7 +899,7 @@ async def test_exposes_workqueue_and_reconcile_metrics(controller_manager: Contr
     await client.create("replicasets", replicaset("m", ns, 1, {"app": "m"}))
     await eventually(lambda: _n_live(client, ns, 1), what="1 pod")
     text = controller_manager.metrics()
-    for name in ("replicaset", "deployment", "garbagecollector"):
+    for name in ("replicaset", "deployment", "endpoint", "garbagecollector"):
         assert f'workqueue_adds_total{{name="{name}"}}' in text
         assert f'workqueue_depth{{name="{name}"}}' in text
         assert f'workqueue_queue_duration_seconds_count{{name="{name}"}}' in text

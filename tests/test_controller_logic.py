@@ -12,6 +12,7 @@ import pytest
 from services.controller import rollout as ro
 from services.controller.base import RECONCILE_ERRORS, Controller
 from services.controller.config import select_controllers
+from services.controller.endpoints import endpoint_subsets, find_port
 from services.controller.expectations import Expectations
 from services.controller.pods import pods_to_delete
 from services.controller.replicaset import (
@@ -474,10 +475,56 @@ async def test_one_key_is_never_synced_by_two_workers_at_once():
 
 
 def test_controllers_flag_enables_and_disables_by_name():
-    assert select_controllers("*") == ("replicaset", "deployment", "garbagecollector",
-                                       "nodelifecycle")
-    assert select_controllers("*,-nodelifecycle") == ("replicaset", "deployment",
-                                                      "garbagecollector")
+    assert select_controllers("*") == ("replicaset", "deployment", "endpoint",
+                                       "garbagecollector", "nodelifecycle")
+    assert select_controllers("*,-nodelifecycle,-endpoint") == ("replicaset", "deployment",
+                                                                "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):
         select_controllers("replicaset,bogus")
+
+
+# -- endpoints --------------------------------------------------------------------------
+
+
+def _svc_pod(name: str, ip: str, *, ready: bool, labels: dict[str, str] | None = None,
+             named_port: bool = True) -> Obj:
+    ports = [{"name": "http", "containerPort": 8080, "protocol": "TCP"}] if named_port else []
+    status: Obj = {"phase": "Running", "podIP": ip}
+    if ready:
+        status["conditions"] = [{"type": "Ready", "status": "True"}]
+    return {"metadata": {"name": name, "namespace": "ns", "uid": f"{name}-uid",
+                         "labels": labels if labels is not None else {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": ports}]},
+            "status": status}
+
+
+def test_endpoints_list_ready_and_not_ready_pods_by_resolved_port():
+    """Ready pods are addresses, unready ones notReadyAddresses; named targetPorts resolve."""
+    service = {"metadata": {"name": "web", "namespace": "ns"},
+               "spec": {"selector": {"app": "web"}, "ports": [
+                   {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+    pods = [_svc_pod("b", "10.0.0.12", ready=True), _svc_pod("a", "10.0.0.2", ready=True),
+            _svc_pod("c", "10.0.0.3", ready=False),
+            _svc_pod("other", "10.0.0.4", ready=True, labels={"app": "other"}),
+            _svc_pod("noport", "10.0.0.5", ready=True, named_port=False),
+            {**_svc_pod("noip", "", ready=True)}]
+    subsets = endpoint_subsets(service, pods)
+    assert len(subsets) == 1
+    subset = subsets[0]
+    assert [a["ip"] for a in subset["addresses"]] == ["10.0.0.2", "10.0.0.12"]  # numeric order
+    assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.0.0.3"]
+    assert subset["ports"] == [{"port": 8080, "protocol": "TCP", "name": "http"}]
+    assert subset["addresses"][0]["targetRef"] == {"kind": "Pod", "namespace": "ns",
+                                                   "name": "a", "uid": "a-uid"}
+    assert subset["addresses"][0]["nodeName"] == "n1"
+    service["spec"]["publishNotReadyAddresses"] = True
+    assert "notReadyAddresses" not in endpoint_subsets(service, pods)[0]
+
+
+def test_find_port_takes_numbers_as_they_are_and_names_from_the_pod():
+    pod = _svc_pod("a", "10.0.0.1", ready=True)
+    assert find_port(pod, {"port": 80, "targetPort": 9376}) == 9376
+    assert find_port(pod, {"port": 80, "targetPort": "http"}) == 8080
+    assert find_port(pod, {"port": 80, "targetPort": "http", "protocol": "UDP"}) is None
+    assert find_port(pod, {"port": 80}) == 80

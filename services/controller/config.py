@@ -21,7 +21,8 @@ METRICS_PORT = 10252
 LEASE_NAME = "kube-controller-manager"
 
 #: Every controller this process can run, in start order.
-KNOWN_CONTROLLERS = ("replicaset", "deployment", "garbagecollector", "nodelifecycle")
+KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
+                     "nodelifecycle")
 
 
 @dataclass(frozen=True)

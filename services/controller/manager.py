@@ -18,6 +18,7 @@ from kubelite.events import EventRecorder
 from .base import Controller, cancel_and_wait
 from .config import Config
 from .deployment import DeploymentController
+from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
 from .informers import InformerFactory
 from .nodelifecycle import NodeLifecycleController
@@ -30,6 +31,7 @@ Builder = Callable[[Client, InformerFactory, Config], Controller]
 BUILDERS: dict[str, Builder] = {
     "replicaset": lambda client, factory, config: ReplicaSetController(client, factory),
     "deployment": lambda client, factory, config: DeploymentController(client, factory),
+    "endpoint": lambda client, factory, config: EndpointsController(client, factory),
     "garbagecollector": lambda client, factory, config: GarbageCollector(
         client, factory, resources=config.gc_resources),
     "nodelifecycle": lambda client, factory, config: NodeLifecycleController(
