@@ -501,13 +501,15 @@ def test_up_refuses_a_busy_port() -> None:
             up.check_port_free(address)
 
 
-def test_up_gives_each_kubelet_its_own_node_name() -> None:
-    """--nodes N starts N kubelets, node-0 .. node-N-1."""
+def test_up_gives_each_kubelet_its_own_node_name(tmp_path) -> None:
+    """--nodes N starts N kubelets, node-0 .. node-N-1, each with its own IP and pod range."""
     kubelet = next(c for c in up.COMPONENTS if c.module == "kubelet")
     options = up.UpOptions(nodes=3)
     assert kubelet.replicas(options) == 3
-    assert [kubelet.args(options, i) for i in range(3)] == [
-        ["--node-name", "node-0"], ["--node-name", "node-1"], ["--node-name", "node-2"]]
+    args = [kubelet.args(options, i, tmp_path) for i in range(3)]
+    assert [a[a.index("--node-name") + 1] for a in args] == ["node-0", "node-1", "node-2"]
+    assert len({a[a.index("--pod-cidr") + 1] for a in args}) == 3
+    assert len({a[a.index("--listen") + 1].rsplit(":", 1)[0] for a in args}) == 3
     assert kubelet.instance_name(2, 3) == "kubelet-2"
 
 

@@ -65,7 +65,9 @@ class Component:
 
     module: str
     replicas: Callable[[UpOptions], int] = lambda options: 1
-    args: Callable[[UpOptions, int], list[str]] = lambda options, index: []
+    # (options, index, data dir) -> extra flags; ports are picked free at start.
+    args: Callable[[UpOptions, int, Path], list[str]] = (
+        lambda options, index, data: ["--health-listen", f"127.0.0.1:{free_port()}"])
 
     def instance_name(self, index: int, count: int) -> str:
         return self.module if count == 1 else f"{self.module}-{index}"
@@ -75,13 +77,34 @@ def node_name(index: int) -> str:
     return f"node-{index}"
 
 
+def node_ip(index: int) -> str:
+    """Each local node has its own loopback address: its kubelet and NodePorts live there."""
+    return f"127.10.0.{index + 1}"
+
+
+def pod_cidr(index: int) -> str:
+    """Each local node hands out pod IPs from its own loopback /16."""
+    return f"127.{11 + index}.0.0/16"
+
+
+def _kubelet_args(options: UpOptions, index: int, data: Path) -> list[str]:
+    ip = node_ip(index)
+    return ["--node-name", node_name(index), "--listen", f"{ip}:{free_port(ip)}",
+            "--root-dir", str(data / "kubelet" / node_name(index)),
+            "--pod-cidr", pod_cidr(index)]
+
+
+def _proxy_args(options: UpOptions, index: int, data: Path) -> list[str]:
+    return ["--node-name", node_name(index), "--node-ip", node_ip(index),
+            "--health-listen", f"127.0.0.1:{free_port()}"]
+
+
 # In start order; shutdown runs in reverse. Only those that exist are started.
 COMPONENTS: tuple[Component, ...] = (
     Component("controller"),
     Component("scheduler"),
-    Component("kubelet", replicas=lambda o: o.nodes,
-              args=lambda o, i: ["--node-name", node_name(i)]),
-    Component("proxy"),
+    Component("kubelet", replicas=lambda o: o.nodes, args=_kubelet_args),
+    Component("proxy", replicas=lambda o: o.nodes, args=_proxy_args),
 )
 
 
@@ -128,6 +151,7 @@ class LocalCluster:
         self.log_dir = self.data_dir / "logs"
         self.redis: RedisServer | None = None
         self.children: list[ManagedProcess] = []
+        self.metrics: dict[str, int] = {}  # component instance -> metrics port
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -164,15 +188,19 @@ class LocalCluster:
                 name = component.instance_name(index, count)
                 argv = python_module_argv(f"services.{component.module}",
                                           "--server", options.listen,
-                                          *component.args(options, index))
-                env = {"KUBELITE_METRICS_PORT": str(free_port())}
+                                          *component.args(options, index, self.data_dir))
+                port = free_port()
+                env = {"KUBELITE_METRICS_PORT": str(port)}
                 process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env)
                 self.children.append(process)
+                self.metrics[name] = port
                 process.start()
         self.say(f"kubelite is up: apiserver at {options.listen}")
         self.say(f"  redis:   {redis_url}"
                  + (f" (data in {self.redis.workdir})" if self.redis else ""))
-        self.say(f"  metrics: http://127.0.0.1:{metrics_port}/metrics")
+        self.say("  metrics:")
+        for name, port in {"apiserver": metrics_port, **self.metrics}.items():
+            self.say(f"    {name + ':':<12} http://127.0.0.1:{port}/metrics")
         self.say(f"  logs:    {self.log_dir}/"
                  + (f" (redis: {self.redis.process.log_path})"
                     if self.redis and self.redis.process else ""))
