@@ -22,7 +22,7 @@ import pytest
 
 from kubelite.client import Client
 from services.proxy.balancer import RANDOM, ROUND_ROBIN, Balancer
-from services.proxy.model import Endpoint, service_ports
+from services.proxy.model import Endpoint, ServicePort, service_ports
 from tests.helpers import ProxyProcess, metric_value
 
 NODE_IP = "127.12.0.1"
@@ -121,6 +121,23 @@ def test_random_spreads_evenly() -> None:
     b = Balancer(EPS, mode=RANDOM, rng=random.Random(7))
     counts = Counter(b.pick("c") for _ in range(3000))
     assert all(900 < counts[e] < 1100 for e in EPS), counts
+
+
+def test_routes_follow_port_changes_and_contested_addresses() -> None:
+    """A changed port moves its route; an address two services want goes to the one
+    left when the other is removed (the routing table, without listeners)."""
+    from services.proxy.userspace import UserspaceProxier
+
+    p = UserspaceProxier(node_ip="127.12.0.9")
+    a = ServicePort("ns", "a", "http", "TCP", "127.96.1.1", 80, node_port=30001)
+    b = ServicePort("ns", "b", "http", "TCP", "127.96.1.2", 80, node_port=30001)
+    p.update("ns/a", [a])
+    p.update("ns/b", [b])
+    assert p._routes[("127.12.0.9", 30001)] == "ns/a:http"
+    p.update("ns/a", [])
+    assert p._routes == {("127.96.1.2", 80): "ns/b:http", ("127.12.0.9", 30001): "ns/b:http"}
+    p.update("ns/b", [ServicePort("ns", "b", "http", "TCP", "127.96.1.2", 81)])
+    assert p._routes == {("127.96.1.2", 81): "ns/b:http"} and not p._node_ports
 
 
 # -- component: a real proxy process -------------------------------------------------------
@@ -462,7 +479,6 @@ async def test_cluster_ips_are_added_to_an_interface_when_asked() -> None:
     """With --cluster-ip-interface each ClusterIP is added as a /32 before it is bound,
     and removed when its last listener closes (an in-process proxier, a fake `ip`)."""
     from services.proxy.commands import CommandResult
-    from services.proxy.model import ServicePort
     from services.proxy.userspace import UserspaceProxier
     from services.proxy.vips import VipManager
 

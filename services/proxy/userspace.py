@@ -27,7 +27,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge
 
@@ -62,7 +62,6 @@ class _Listener:
     failed_at: float = 0.0
     attempts: int = 0
     reported: bool = False
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def _label(sp: ServicePort) -> str:
@@ -99,7 +98,6 @@ class UserspaceProxier:
         self._connections: set[asyncio.Task[None]] = set()
         self._dirty = asyncio.Event()
         self._warned_protocols: set[str] = set()
-        self._pending: list[float] = []
 
     # -- fed by the ServiceTracker ---------------------------------------------------
 
@@ -121,12 +119,16 @@ class UserspaceProxier:
             state = self._ports.get(_label(sp))
             if state is None:
                 self._ports[_label(sp)] = self._new_state(sp)
+                self._route(_label(sp), sp)
             else:
+                if (state.sp.cluster_ip, state.sp.port, state.sp.node_port) != \
+                        (sp.cluster_ip, sp.port, sp.node_port):
+                    self._unroute(_label(sp))
+                    self._route(_label(sp), sp)
                 state.sp = sp
                 state.balancer.update(sp.endpoints, sp.affinity_timeout)
         if new_ids:
             self._by_service[key] = new_ids
-        self._rebuild_routes()
         if trigger_time is not None:
             # The change is live for new connections now; listeners follow in the loop.
             metrics.NETWORK_PROGRAMMING.observe(max(0.0, time.time() - trigger_time))
@@ -149,6 +151,7 @@ class UserspaceProxier:
     def _drop_port(self, port_id: str) -> None:
         if self._ports.pop(port_id, None) is None:
             return
+        self._unroute(port_id)
         # Connections still open keep their metric children; the series go away.
         for metric, labels in ((metrics.ACTIVE_CONNECTIONS, (port_id,)),
                                (metrics.CONNECTIONS, (port_id,)),
@@ -160,17 +163,39 @@ class UserspaceProxier:
             with contextlib.suppress(KeyError):
                 metric.remove(*labels)
 
-    def _rebuild_routes(self) -> None:
-        routes: dict[Address, str] = {}
-        node_ports: set[Address] = set()
-        for port_id in sorted(self._ports):
-            sp = self._ports[port_id].sp
-            routes.setdefault((sp.cluster_ip, sp.port), port_id)
-            if sp.node_port:
-                routes.setdefault((self.node_ip, sp.node_port), port_id)
-                node_ports.add((self.node_ip, sp.node_port))
-        self._routes = routes
-        self._node_ports = node_ports
+    def _addresses(self, sp: ServicePort) -> list[tuple[Address, bool]]:
+        """(address, is a NodePort) pairs a service port listens on."""
+        out = [((sp.cluster_ip, sp.port), False)]
+        if sp.node_port:
+            out.append(((self.node_ip, sp.node_port), True))
+        return out
+
+    def _route(self, port_id: str, sp: ServicePort) -> None:
+        # First come, first served: the apiserver never gives one address to two
+        # services at once, and watch events arrive in commit order.
+        for address, node_port in self._addresses(sp):
+            if self._routes.setdefault(address, port_id) == port_id and node_port:
+                self._node_ports.add(address)
+
+    def _unroute(self, port_id: str) -> None:
+        state = self._ports.get(port_id)
+        owned = [a for a, owner in self._routes.items() if owner == port_id] if state is None \
+            else [a for a, _ in self._addresses(state.sp) if self._routes.get(a) == port_id]
+        for address in owned:
+            del self._routes[address]
+            self._node_ports.discard(address)
+            # Hand the address to another port that wants it, if one was waiting.
+            for other_id, other in self._ports.items():
+                if other_id == port_id:
+                    continue
+                for candidate, node_port in self._addresses(other.sp):
+                    if candidate == address:
+                        self._routes[address] = other_id
+                        if node_port:
+                            self._node_ports.add(address)
+                        break
+                if address in self._routes:
+                    break
 
     def endpoints_of(self, port_id: str) -> tuple[Endpoint, ...]:
         state = self._ports.get(port_id)
