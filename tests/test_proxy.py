@@ -25,8 +25,8 @@ from services.proxy.balancer import RANDOM, ROUND_ROBIN, Balancer
 from services.proxy.model import Endpoint, ServicePort, service_ports
 from tests.helpers import ProxyProcess, metric_value
 
-NODE_IP = "127.12.0.1"
-OTHER_NODE_IP = "127.12.0.2"
+NODE_IP = "127.10.200.1"  # kubelite up uses 127.10.0.N: keep clear of a dev cluster
+OTHER_NODE_IP = "127.10.200.2"
 
 
 def _service_port() -> int:
