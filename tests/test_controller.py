@@ -326,6 +326,10 @@ async def test_replicaset_creates_exactly_replicas_pods_owned_by_it(client: Clie
     assert reasons.count("SuccessfulCreate") == 3
 
 
+async def _none_live(client: Client, ns: str, selector: str) -> bool:
+    return not await live_pods(client, ns, selector)
+
+
 async def _has_status(client: Client, resource: str, name: str, ns: str) -> bool:
     return "replicas" in ((await client.get(resource, name, namespace=ns)).get("status") or {})
 
@@ -787,10 +791,13 @@ async def test_dependents_of_an_owner_that_no_longer_exists_are_deleted(
 
 
 async def test_only_the_leader_acts_and_a_standby_takes_over(apiserver, tmp_path: Path):
-    """Two replicas: one lease holder acts; killing it hands the work to the other."""
+    """Two replicas: one lease holder acts; killing it hands the work to the other.
+
+    What happened while nobody led (an owner deleted) is cleaned up by the new leader.
+    """
     lease = "kube-controller-manager"
     managers = [ControllerManager(apiserver.target, tmp_path, lease=lease, identity=f"kcm-{i}",
-                                  extra=("--controllers", "replicaset"))
+                                  extra=("--controllers", "replicaset,garbagecollector"))
                 for i in range(2)]
     for manager in managers:
         manager.start()
@@ -810,16 +817,25 @@ async def test_only_the_leader_acts_and_a_standby_takes_over(apiserver, tmp_path
             assert not standby.is_leader(lease)
 
             await client.create("replicasets", replicaset("ha", "default", 5, {"app": "ha"}))
+            await client.create("replicasets", replicaset("doomed", "default", 2,
+                                                          {"app": "doomed"}))
             await eventually(lambda: _n_live(client, "default", 5, "app=ha"), what="5 pods")
+            await eventually(lambda: _n_live(client, "default", 2, "app=doomed"),
+                             what="2 doomed pods")
             await asyncio.sleep(0.5)
             assert len(await live_pods(client, "default", "app=ha")) == 5  # not 10
 
             leader.kill()
+            # Nobody leads for a moment: this owner's pods are left dangling.
+            await client.delete("replicasets", "doomed", namespace="default")
+            assert len(await live_pods(client, "default", "app=doomed")) == 2
             await eventually(lambda: _async_eq(holder(), standby.identity), within=10,
                              what="the standby holding the lease")
             await eventually(lambda: _async(standby.is_leader(lease)), what="standby leads")
             await patch_replicas(client, "replicasets", "ha", "default", 8)
             await eventually(lambda: _n_live(client, "default", 8, "app=ha"), what="8 pods")
+            await eventually(lambda: _none_live(client, "default", "app=doomed"),
+                             what="the dangling pods collected")
             await asyncio.sleep(0.5)
             assert len(await live_pods(client, "default", "app=ha")) == 8
     finally:
