@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from services.controller import rollout as ro
 from services.controller.base import RECONCILE_ERRORS, Controller
-from services.controller.config import select_controllers
+from services.controller.config import gc_resources, parse_args, select_controllers
 from services.controller.endpoints import endpoint_subsets, find_port
 from services.controller.expectations import Expectations
 from services.controller.pods import pods_to_delete
@@ -482,6 +483,25 @@ def test_controllers_flag_enables_and_disables_by_name():
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):
         select_controllers("replicaset,bogus")
+
+
+def test_flags_become_a_frozen_config_with_kubernetes_defaults(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("KUBELITE_")]:
+        monkeypatch.delenv(name)
+    config = parse_args(["--server", "127.0.0.1:1", "--controllers", "replicaset",
+                         "--gc-resources", "po,rs,deployments.apps"])
+    assert config.common.server == "127.0.0.1:1"
+    assert config.common.health_listen == "127.0.0.1:10257"
+    assert config.common.metrics_port == 10252
+    assert config.leader.lease_name == "kube-controller-manager"
+    assert config.leader.lease_namespace == "kube-system"
+    assert config.controllers == ("replicaset",)
+    assert config.gc_resources == ("pods", "replicasets", "deployments")
+    assert config.node_monitor_grace_period == 40.0
+    with pytest.raises(AttributeError):
+        config.concurrent_syncs = 1  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        gc_resources("pods,widgets")
 
 
 # -- endpoints --------------------------------------------------------------------------

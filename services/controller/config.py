@@ -15,6 +15,8 @@ from kubelite.component import (
     leader_config,
 )
 from kubelite.config import add_flag
+from kubelite.errors import InvalidError
+from kubelite.resources import lookup
 
 HEALTH_PORT = 10257
 METRICS_PORT = 10252
@@ -56,6 +58,20 @@ def select_controllers(spec: str) -> tuple[str, ...]:
     return tuple(c for c in KNOWN_CONTROLLERS if c in enabled and c not in disabled)
 
 
+def gc_resources(spec: str) -> tuple[str, ...]:
+    """The plural names of the resources listed (any name kubectl accepts)."""
+    names: list[str] = []
+    for item in spec.split(","):
+        if item.strip():
+            try:
+                plural = lookup(item).plural
+            except InvalidError as err:
+                raise ValueError(f"--gc-resources: {err}") from None
+            if plural not in names:
+                names.append(plural)
+    return tuple(names)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(prog="kubelite-controller-manager",
                                 description="Runs kubelite's reconcile loops.")
@@ -79,6 +95,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     args = p.parse_args(argv)
     try:
         controllers = select_controllers(args.controllers)
+        resources = gc_resources(args.gc_resources)
     except ValueError as err:
         p.error(str(err))
     if args.concurrent_syncs < 1 or args.concurrent_gc_syncs < 1:
@@ -92,8 +109,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         resync_period=args.resync_period,
         node_monitor_grace_period=args.node_monitor_grace_period,
         node_monitor_period=args.node_monitor_period,
-        gc_resources=tuple(r.strip() for r in args.gc_resources.split(",") if r.strip()),
+        gc_resources=resources,
     )
 
 
-__all__ = ["Config", "KNOWN_CONTROLLERS", "LEASE_NAME", "parse_args", "select_controllers"]
+__all__ = ["Config", "KNOWN_CONTROLLERS", "LEASE_NAME", "gc_resources", "parse_args",
+           "select_controllers"]
