@@ -218,7 +218,7 @@ class DeploymentController(Controller[str]):
             changed = ro.set_new_replica_set_annotations(d, rs_copy, new_revision, exists=True)
             if changed or int((rs_copy.get("spec") or {}).get("minReadySeconds") or 0) != min_ready:
                 rs_copy["spec"]["minReadySeconds"] = min_ready
-                _replace(existing, await self.client.update("replicasets", rs_copy))
+                _replace(existing, await self._update_spec(rs_copy))
                 return existing
             await self._set_deployment_revision(d, ro.annotations(existing).get(
                 ro.REVISION_ANNOTATION, ""))
@@ -318,13 +318,23 @@ class DeploymentController(Controller[str]):
         rs_copy = copy.deepcopy(rs)
         rs_copy["spec"]["replicas"] = size
         ro.set_replicas_annotations(rs_copy, want, max_replicas)
-        _replace(rs, await self.client.update("replicasets", rs_copy))
+        _replace(rs, await self._update_spec(rs_copy))
         if size_changed:
             operation = operation or ("up" if size > before else "down")
             self.recorder.event(d, NORMAL, "ScalingReplicaSet",
                                 f"Scaled {operation} replica set {rs['metadata']['name']} "
                                 f"to {size}")
         return size_changed
+
+    async def _update_spec(self, rs: Obj) -> Obj:
+        """Updates a ReplicaSet's metadata and spec; the status subresource is not ours to send.
+
+        (The apiserver keeps the stored status anyway, but validates what it is
+        sent: a new ReplicaSet's initial `status: {}` lacks the schema's required
+        status.replicas until the ReplicaSet controller first reports.)
+        """
+        return await self.client.update("replicasets", {k: v for k, v in rs.items()
+                                                        if k != "status"})
 
     async def _scale_and_record(self, d: Obj, rs: Obj, size: int) -> bool:
         if ro.spec_replicas(rs) == size:
