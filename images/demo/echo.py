@@ -33,6 +33,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    # Extra arguments (e.g. --marker=...) only label the process for tests.
     print(f"echo server {NAME} listening on {BIND}:{PORT}", flush=True)
     server = http.server.ThreadingHTTPServer((BIND, PORT), Handler)
     try:

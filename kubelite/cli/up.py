@@ -91,7 +91,10 @@ def _kubelet_args(options: UpOptions, index: int, data: Path) -> list[str]:
     ip = node_ip(index)
     return ["--node-name", node_name(index), "--listen", f"{ip}:{free_port(ip)}",
             "--root-dir", str(data / "kubelet" / node_name(index)),
-            "--pod-cidr", pod_cidr(index)]
+            "--pod-cidr", pod_cidr(index),
+            # Stopping `up` stops the pods too: no orphan processes. Their objects stay
+            # in Redis, so the next `up` starts them again.
+            "--kill-pods-on-exit", "true"]
 
 
 def _proxy_args(options: UpOptions, index: int, data: Path) -> list[str]:
