@@ -513,6 +513,37 @@ async def test_rolling_update_with_no_unavailability_keeps_every_replica_ready(
     assert images == {"busybox:1.37"}
 
 
+async def test_default_rolling_update_stays_within_max_unavailable(client: Client, ns: str):
+    """25%/25% of 8 replicas: at least 6 ready pods throughout, and it completes."""
+    replicas = 8
+    fewest: int | None = None
+    watching = False
+
+    def score(current: dict[str, Obj]) -> None:
+        nonlocal fewest
+        if watching:
+            ready = sum(1 for p in current.values() if is_live(p) and is_ready(p))
+            fewest = ready if fewest is None else min(fewest, ready)
+
+    async with FakeKubelet(client, ns), PodCensus(client, ns, score):
+        await client.create("deployments", deployment("dflt", ns, replicas, strategy={
+            "type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%",
+                                                       "maxUnavailable": "25%"}}))
+        await eventually(lambda: _rolled_out(client, ns, "dflt"), what="first rollout")
+        watching = True
+        await client.patch("deployments", "dflt", {"spec": {"template": {"spec": {
+            "containers": [container("busybox:1.37")]}}}}, namespace=ns)
+
+        async def second_done() -> Obj | None:
+            done = await _rolled_out(client, ns, "dflt")
+            return done if done and done["metadata"]["generation"] == 2 else None
+
+        await eventually(second_done, within=30, what="second rollout")
+    assert fewest is not None and fewest >= replicas - 2
+    images = {p["spec"]["containers"][0]["image"] for p in await live_pods(client, ns)}
+    assert images == {"busybox:1.37"}
+
+
 async def test_rollback_by_copying_an_old_template_reuses_its_replicaset(
         client: Client, ns: str):
     """Copying revision 1's template back (as `rollout undo` does) revives that ReplicaSet."""
