@@ -425,3 +425,14 @@ def test_container_hash_changes_with_the_image() -> None:
     a = {"name": "c", "image": "v1", "command": ["x"]}
     assert container_hash(a) == container_hash(dict(a))
     assert container_hash(a) != container_hash(dict(a, image="v2"))
+
+
+def test_pod_ip_round_robin_resumes_after_a_restart() -> None:
+    before = PodIPAllocator("127.11.0.0/24")
+    before.allocate("a")
+    before.allocate("b")
+    before.release("b")
+    after = PodIPAllocator("127.11.0.0/24")
+    after.reserve("a", "127.11.0.1")
+    after.resume_after(before.last_allocated)
+    assert after.allocate("c") == "127.11.0.3"

@@ -3,8 +3,9 @@
 Addresses are handed out round-robin after the last one given, so that an
 address freed by a deleted pod is not at once reused by the next pod (a client
 that still holds the old address should reach nothing, not a stranger).
-The allocator keeps no state of its own on disk: its owner re-reserves the
-addresses of the sandboxes and pods that already exist after a restart.
+The allocator does no I/O: after a restart its owner re-reserves the addresses
+of the sandboxes that exist and restores `last_allocated` (as host-local IPAM
+keeps last_reserved_ip on disk), so the round robin carries on where it was.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class PodIPAllocator:
         self._first = int(self.network.network_address) + 1
         self._last = int(self.network.broadcast_address) - 1
         self._next = self._first
+        self.last_allocated = ""
         self._by_owner: dict[str, str] = {}
         self._owner_of: dict[str, str] = {}
 
@@ -34,6 +36,13 @@ class PodIPAllocator:
         except ValueError:
             return False
         return self._first <= address <= self._last
+
+    def resume_after(self, ip: str) -> None:
+        """Continues the round robin after ip (the last address handed out before a restart)."""
+        if ip in self:
+            address = int(ipaddress.IPv4Address(ip))
+            self._next = address + 1 if address < self._last else self._first
+            self.last_allocated = ip
 
     def get(self, owner: str) -> str | None:
         return self._by_owner.get(owner)
@@ -58,6 +67,7 @@ class PodIPAllocator:
         if current is not None:
             return current
         if preferred and self.reserve(owner, preferred):
+            self.last_allocated = preferred
             return preferred
         size = self._last - self._first + 1
         candidate = self._next
@@ -68,6 +78,7 @@ class PodIPAllocator:
                 self._next = candidate
                 self._by_owner[owner] = ip
                 self._owner_of[ip] = owner
+                self.last_allocated = ip
                 return ip
         raise PodCIDRExhausted(f"no free address left in {self.network}")
 

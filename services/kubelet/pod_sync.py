@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubelite.client import Client
@@ -211,15 +211,16 @@ class PodSyncer:
                     else:
                         waiting_reason, waiting_message = error
                         requeue.append(self.retry_delay)
-            running = cur is not None and cur.running
             views.append(ContainerView(
                 name=name, image=cspec.get("image", ""), current=cur, previous=prev,
-                waiting_reason=waiting_reason, waiting_message=waiting_message,
-                ready=running and self.prober.ready(cur.id, cspec),
-                started=running and self.prober.started(cur.id),
-            ))
+                waiting_reason=waiting_reason, waiting_message=waiting_message))
+        # Probe workers first, so that the flags below read this instance's results.
         self.prober.update_pod(pod, {v.name: v.current for v in views
                                      if v.current is not None and v.current.running}, pod_ip)
+        specs = {c["name"]: c for c in spec.get("containers") or []}
+        views = [replace(v, ready=self.prober.ready(v.current.id, specs[v.name]),
+                         started=self.prober.started(v.current.id))
+                 if v.current is not None and v.current.running else v for v in views]
         status = pod_status(dict(pod, status=old_status), views, pod_ip=pod_ip,
                             host_ip=self.host_ip, scheme=self.runtime.name, now=now_rfc3339(),
                             start_time=format_time(time.time()))

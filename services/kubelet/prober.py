@@ -15,7 +15,8 @@ in the API), so that tests can probe several times a second.
 
 Initial results, as in Kubernetes: liveness Success, readiness Failure (a
 container is not ready before its first successful readiness probe), startup
-Unknown (not started).
+Unknown (not started). A container adopted after a kubelet restart starts from
+the readiness and startup its pod status published instead.
 
 Every failed probe is reported as an `Unhealthy` Warning event.
 """
@@ -166,6 +167,15 @@ async def run_probe(runtime: Runtime, probe: Obj, container_spec: Obj, container
                                "tcpSocket)")
 
 
+def _published_status(pod: Obj, container: Container) -> Obj:
+    """The pod's published containerStatus of this very instance, or {}."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == container.name and \
+                cs.get("containerID", "").endswith(f"://{container.id}"):
+            return cs
+    return {}
+
+
 class _Worker:
     def __init__(self, manager: ProbeManager, pod: Obj, spec: Obj, container: Container,
                  probe_type: ProbeType, probe: Obj, pod_ip: str) -> None:
@@ -179,6 +189,13 @@ class _Worker:
         self.result = {ProbeType.LIVENESS: Result.SUCCESS,
                        ProbeType.READINESS: Result.FAILURE,
                        ProbeType.STARTUP: Result.UNKNOWN}[probe_type]
+        if manager.adopted(container) and probe_type is not ProbeType.LIVENESS:
+            # A container that ran before this kubelet did keeps the readiness and startup
+            # it had, so that a kubelet restart does not turn ready endpoints away.
+            published = _published_status(pod, container)
+            flag = published.get("ready" if probe_type is ProbeType.READINESS else "started")
+            if flag:
+                self.result = Result.SUCCESS
         self.successes = 0
         self.failures = 0
         self.task: asyncio.Task[None] | None = None
@@ -240,6 +257,7 @@ class ProbeManager:
                  period_scale: float = 1.0) -> None:
         self.runtime = runtime
         self.period_scale = period_scale
+        self.started_at = time.time()
         self.on_change = on_change
         self.on_unhealthy = on_unhealthy
         self._workers: dict[tuple[str, ProbeType], _Worker] = {}  # (container id, type)
@@ -278,6 +296,10 @@ class ProbeManager:
         for cid in self._by_pod.pop(uid, set()):
             for probe_type in ProbeType:
                 self._stop((cid, probe_type))
+
+    def adopted(self, container: Container) -> bool:
+        """True for a container that an earlier kubelet process started."""
+        return (container.started_at or container.created_at) < self.started_at
 
     def result(self, container_id: str, probe_type: ProbeType) -> Result | None:
         worker = self._workers.get((container_id, probe_type))

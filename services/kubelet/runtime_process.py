@@ -12,6 +12,7 @@ See docs/process-runtime.md.
 
 Layout under the root dir (everything a restarted kubelet needs to adopt):
 
+    ipam.json                            the last pod IP handed out (round robin)
     pods/<pod uid>/sandbox.json          uid, namespace, name, ip
     pods/<pod uid>/                      the default working dir of its containers
     containers/<id>/config.json          what to run, the pod it belongs to, restart count
@@ -166,6 +167,7 @@ class ProcessRuntime:
         self._records: dict[str, _Record] = {}
         self._children: dict[str, subprocess.Popen] = {}  # shims this process started
         self._lock = asyncio.Lock()  # serializes refreshes of container state
+        self._sandbox_lock = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -184,6 +186,8 @@ class ProcessRuntime:
                                  created_at=data.get("createdAt", 0.0))
             if self.ipam.reserve(sandbox.uid, sandbox.ip):
                 self._sandboxes[sandbox.uid] = sandbox
+        last = _read_json(self.root / "ipam.json") or {}
+        self.ipam.resume_after(str(last.get("lastAllocated") or ""))
         for path in sorted(self.containers_dir.glob("*/config.json")):
             config = _read_json(path)
             if not config:
@@ -203,6 +207,10 @@ class ProcessRuntime:
 
     async def run_pod_sandbox(self, config: PodSandboxConfig, *,
                               preferred_ip: str = "") -> PodSandbox:
+        async with self._sandbox_lock:  # ipam.json records the allocations in order
+            return await self._run_pod_sandbox(config, preferred_ip)
+
+    async def _run_pod_sandbox(self, config: PodSandboxConfig, preferred_ip: str) -> PodSandbox:
         existing = self._sandboxes.get(config.uid)
         if existing is not None:
             return existing
@@ -213,6 +221,7 @@ class ProcessRuntime:
 
         def write() -> None:
             directory.mkdir(parents=True, exist_ok=True)
+            _write_json(self.root / "ipam.json", {"lastAllocated": ip})
             _write_json(directory / "sandbox.json", {
                 "uid": sandbox.uid, "namespace": sandbox.namespace, "name": sandbox.name,
                 "ip": sandbox.ip, "createdAt": sandbox.created_at})
@@ -331,8 +340,15 @@ class ProcessRuntime:
         if mtime and mtime != record.state_mtime:
             state = _read_json(path) or state
             record.state_mtime = mtime
-        if "exitCode" in state or "pid" not in state:
+        if "exitCode" in state:
             return state
+        if "pid" not in state:
+            if record.id in self._children or time.time() - record.created_at < START_TIMEOUT:
+                return state  # being started
+            # A kubelet died between writing config.json and the shim's first report.
+            return dict(state, pid=0, startedAt=record.created_at, finishedAt=time.time(),
+                        exitCode=128, reason="StartError",
+                        message="the container's shim never reported that it started")
         if process_alive(int(state.get("pid") or 0), int(state.get("pidStartTime") or 0)):
             return state
         if process_alive(int(state.get("shimPid") or 0), int(state.get("shimStartTime") or 0)):
