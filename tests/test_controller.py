@@ -382,6 +382,42 @@ async def test_replicaset_replaces_a_deleted_pod(client: Client, ns: str):
     assert len(await live_pods(client, ns)) == 2
 
 
+async def test_replicaset_replaces_a_failed_pod_but_keeps_it(client: Client, ns: str):
+    """A terminated (Failed) pod no longer counts: a replacement is made, the pod stays."""
+    await client.create("replicasets", replicaset("term", ns, 1, {"app": "term"}))
+    (first,) = await eventually(lambda: _n_live(client, ns, 1), what="1 pod")
+    await client.update_status("pods", {**first, "status": {**first["status"],
+                                                            "phase": "Failed"}})
+
+    async def replaced() -> list[Obj] | None:
+        found = await pods(client, ns)
+        phases = sorted((p.get("status") or {}).get("phase") for p in found)
+        return found if phases == ["Failed", "Pending"] else None
+
+    await eventually(replaced, what="a replacement beside the failed pod")
+    await asyncio.sleep(0.3)
+    assert len(await pods(client, ns)) == 2
+    rs = await client.get("replicasets", "term", namespace=ns)
+    assert rs["status"]["replicas"] == 1
+
+
+async def test_available_replicas_wait_for_min_ready_seconds(client: Client, ns: str):
+    """With minReadySeconds 2, ready pods become available only two seconds later."""
+    rs = replicaset("slow", ns, 2, {"app": "slow"})
+    rs["spec"]["minReadySeconds"] = 2
+    await client.create("replicasets", rs)
+
+    async def counts() -> tuple[int, int]:
+        status = (await client.get("replicasets", "slow", namespace=ns)).get("status") or {}
+        return status.get("readyReplicas", 0), status.get("availableReplicas", 0)
+
+    async with FakeKubelet(client, ns):
+        await eventually(lambda: _async_eq(counts(), (2, 0)), what="ready, not yet available")
+        ready_at = time.monotonic()
+        await eventually(lambda: _async_eq(counts(), (2, 2)), within=10, what="available")
+    assert time.monotonic() - ready_at >= 0.9  # whole seconds: at least one has passed
+
+
 async def test_replicaset_adopts_orphans_and_releases_pods_that_stop_matching(
         client: Client, ns: str):
     """A matching orphan is adopted (and counted); a relabelled pod is released and replaced."""
