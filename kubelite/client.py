@@ -90,6 +90,10 @@ class Client:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_time_ms", 30_000),
+                # Reconnect fast after an apiserver restart (gRPC's default starts at 1 s).
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2000),
                 ("grpc.keepalive_permit_without_calls", 1),
             ],
         )

@@ -26,13 +26,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 _PR_SET_PDEATHSIG = 1
 
 
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+except (OSError, AttributeError):
+    _prctl = None
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when the parent dies (Linux only),
     so a SIGKILLed `kubelite up` or test run leaves no orphans."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ClusterError(Exception):

@@ -698,13 +698,21 @@ def test_apply_get_describe_delete_through_the_binary(cluster: UpProcess,
     assert blocks[1].splitlines()[1].startswith("service/my-service ")
     assert blocks[2].splitlines()[1].split()[:2] == ["configmap/game-config", "2"]
 
-    described = kubelite("describe", "deployment", "nginx-deployment", "-n", ns, server=server)
-    assert described.returncode == 0, described.stderr
-    text = described.stdout
+    # The controller manager records ScalingReplicaSet events; describe lists them.
+    deadline = time.monotonic() + 20
+    while True:
+        described = kubelite("describe", "deployment", "nginx-deployment", "-n", ns,
+                             server=server)
+        assert described.returncode == 0, described.stderr
+        text = described.stdout
+        if "ScalingReplicaSet" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert text.startswith("Name:") and "nginx-deployment" in text.splitlines()[0]
     assert f"Namespace:              {ns}" in text
     assert "2 desired" in text and "StrategyType:           RollingUpdate" in text
-    assert text.rstrip().endswith("<none>") and "Events:" in text
+    events = text[text.index("Events:"):]
+    assert "ScalingReplicaSet" in events and "deployment-controller" in events
 
     deleted = kubelite("delete", "-f", str(app), "--timeout", "20s", server=server)
     assert deleted.returncode == 0, deleted.stderr
@@ -720,8 +728,9 @@ def test_pods_and_services_share_one_get(cluster: UpProcess, tmp_path: Path) -> 
     """`get po,svc` prints a pod table and a service table, names qualified by kind."""
     ns = new_namespace()
     kubelite("create", "namespace", ns, server=cluster.server)
+    # A nodeSelector no node matches keeps the pod Pending whatever the cluster runs.
     pod_yaml = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx\nspec:\n  containers:\n"
-                "  - name: nginx\n    image: nginx:1.14.2\n")
+                "  - name: nginx\n    image: nginx:1.14.2\n  nodeSelector:\n    disk: none\n")
     applied = kubelite("apply", "-n", ns, "-f", "-", stdin=pod_yaml, server=cluster.server)
     assert applied.stdout == "pod/nginx created\n", applied.stderr
     svc_yaml = nginx_manifests(ns).split("---\n")[-1]

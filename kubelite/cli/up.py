@@ -73,6 +73,11 @@ class Component:
         return self.module if count == 1 else f"{self.module}-{index}"
 
 
+# Node i takes 127.10.0.(i+1) and the pod range 127.(11+i).0.0/16, which must stay
+# below the ClusterIP range 127.96.0.0/16.
+MAX_NODES = 80
+
+
 def node_name(index: int) -> str:
     return f"node-{index}"
 
@@ -236,8 +241,8 @@ def run(options: UpOptions, out: IO[str] | None = None, err: IO[str] | None = No
     """Runs the cluster until a signal (exit 0) or a child's death (exit 1)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    if options.nodes < 0:
-        raise CliError("--nodes must be 0 or more")
+    if not 0 <= options.nodes <= MAX_NODES:
+        raise CliError(f"--nodes must be between 0 and {MAX_NODES}")
     if cli.SILENCED_GRPC:
         os.environ.pop("GRPC_VERBOSITY", None)  # the children's logs should keep grpc's
     cluster = LocalCluster(options, out)
