@@ -42,7 +42,7 @@ class ControllerManager:
             "services.controller", "--server", server, "--health-listen", self.health,
             "--metrics-port", str(self.metrics_port), "--identity", identity,
             "--leader-elect-resource-name", lease,
-            "--leader-elect-lease-duration", "2", "--leader-elect-renew-deadline", "1.5",
+            "--leader-elect-lease-duration", "3", "--leader-elect-renew-deadline", "2.5",
             "--leader-elect-retry-period", "0.25", "--shutdown-grace", "2", *extra)
         self.process = ManagedProcess(identity, argv, workdir / f"{identity}.log")
 
