@@ -65,6 +65,18 @@ async def read_logs(rt: Runtime, cid: str, **kw) -> bytes:
     return b"".join([chunk async for chunk in rt.logs(cid, **kw)])
 
 
+async def until(predicate, within: float = 10.0) -> None:
+    """Polls an async predicate (processes and files have no events to wait on)."""
+    deadline = time.monotonic() + within
+    while not await predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def _has(rt: Runtime, cid: str, text: bytes) -> bool:
+    return text in await read_logs(rt, cid)
+
+
 def test_process_runtime_is_a_runtime(runtime: ProcessRuntime) -> None:
     assert isinstance(runtime, Runtime)
 
@@ -113,8 +125,7 @@ async def test_stop_sends_sigterm_then_sigkill_after_the_grace(
         "stubborn", "python3", "-c",
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         "print('ready', flush=True); time.sleep(1000)"))
-    while b"ready" not in await read_logs(runtime, stubborn.id):
-        await asyncio.sleep(0.02)
+    await until(lambda: _has(runtime, stubborn.id, b"ready"))
     start = time.monotonic()
     await runtime.stop_container(polite.id, grace=5)
     assert time.monotonic() - start < 2
@@ -131,10 +142,9 @@ async def test_the_whole_process_group_dies_with_the_container(
         "main", "sh", "-c", "sleep 1000 & echo $!; sleep 0.3; exit 0"))
     await wait_exited(runtime, c.id)
     child = int((await read_logs(runtime, c.id)).split()[0])
-    deadline = time.monotonic() + 5
-    while process_alive(child, 0) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert not process_alive(child, 0)
+    async def dead() -> bool:
+        return not process_alive(child, 0)
+    await until(dead)
 
 
 async def test_exec_runs_with_the_containers_env_and_dir_and_times_out(
@@ -153,8 +163,7 @@ async def test_logs_tail_and_follow_until_the_instance_ends(
         runtime: ProcessRuntime, sandbox: PodSandbox) -> None:
     c = await runtime.start_container(sandbox, config(
         "main", "sh", "-c", "echo one; echo two; sleep 0.5; echo three; sleep 0.3"))
-    while b"two" not in await read_logs(runtime, c.id):
-        await asyncio.sleep(0.02)
+    await until(lambda: _has(runtime, c.id, b"two"))
     assert await read_logs(runtime, c.id, tail_lines=1) == b"two\n"
     followed = await asyncio.wait_for(read_logs(runtime, c.id, follow=True), 10)
     assert followed == b"one\ntwo\nthree\n"
