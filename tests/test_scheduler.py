@@ -1,7 +1,11 @@
 """Component tests: real scheduler processes against a real apiserver and Redis.
 
 Nodes are plain API objects here (no kubelet runs): each test gets an apiserver
-of its own, so no test sees another's nodes.
+of its own, so no test sees another's nodes. A test creates its first nodes
+before it starts the scheduler, which lists them before it schedules anything:
+nodes and pods arrive on separate watches, so a pod created right after a node
+could otherwise be tried before that node is known (a real, harmless race that
+would only make the first failure message of a test vary).
 """
 
 from __future__ import annotations
@@ -157,9 +161,9 @@ async def lease_holder(api: Client) -> str:
 
 async def test_pods_are_bound_and_spread_across_equal_nodes(api, ns, start_scheduler):
     """Four best-effort pods on two equal nodes land two and two, with Scheduled events."""
-    sched = start_scheduler()
     for name in ("n1", "n2"):
         await api.create("nodes", node(name, cpu="2", memory="4Gi"))
+    sched = start_scheduler()
     for i in range(4):
         await api.create("pods", pod(f"p{i}", ns))
     placed = await wait_bound(api, ns, *(f"p{i}" for i in range(4)))
@@ -178,9 +182,9 @@ async def test_pods_are_bound_and_spread_across_equal_nodes(api, ns, start_sched
 
 async def test_pods_of_one_owner_spread_across_nodes(api, ns, start_scheduler):
     """On big nodes where allocation scores tie, same-owner pods still spread evenly."""
-    start_scheduler()
     for name in ("a", "b", "c"):
         await api.create("nodes", node(name, cpu="64", memory="256Gi"))
+    start_scheduler()
     names = [f"web-{i}" for i in range(6)]
     for name in names:
         await api.create("pods", pod(name, ns, owner="web"))
@@ -192,11 +196,11 @@ async def test_unschedulable_pod_reports_why_and_binds_when_a_bigger_node_joins(
         api, ns, start_scheduler):
     """Too much cpu: PodScheduled=False with Kubernetes' message, one FailedScheduling
     event, no retries while nothing changes, then bound soon after a big node appears."""
-    sched = start_scheduler("--pod-initial-backoff", "1", "--pod-max-backoff", "10")
     await api.create("nodes", node("small-1", cpu="2"))
     await api.create("nodes", node("small-2", cpu="2"))
     await api.create("nodes", node("infra", cpu="8", taints=[
         {"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]))
+    sched = start_scheduler("--pod-initial-backoff", "1", "--pod-max-backoff", "10")
     await api.create("pods", pod("hungry", ns, cpu="4"))
 
     async def condition() -> dict[str, Any] | None:
@@ -239,8 +243,8 @@ async def test_unschedulable_pod_reports_why_and_binds_when_a_bigger_node_joins(
 
 async def test_deleting_a_pod_frees_room_for_a_waiting_one(api, ns, start_scheduler):
     """A pending pod is retried when an assigned pod goes away."""
-    start_scheduler()
     await api.create("nodes", node("only", cpu="2"))
+    start_scheduler()
     await api.create("pods", pod("first", ns, cpu="1500m"))
     await wait_bound(api, ns, "first")
     await api.create("pods", pod("second", ns, cpu="1"))
@@ -252,8 +256,8 @@ async def test_deleting_a_pod_frees_room_for_a_waiting_one(api, ns, start_schedu
 
 async def test_a_finished_pod_frees_room_for_a_waiting_one(api, ns, start_scheduler):
     """A pod that Succeeded holds no resources any more, though it still exists."""
-    start_scheduler()
     await api.create("nodes", node("only", cpu="2"))
+    start_scheduler()
     await api.create("pods", pod("job", ns, cpu="2"))
     await wait_bound(api, ns, "job")
     await api.create("pods", pod("next", ns, cpu="1"))
@@ -266,8 +270,8 @@ async def test_a_finished_pod_frees_room_for_a_waiting_one(api, ns, start_schedu
 
 async def test_pod_waits_for_a_node_to_become_ready(api, ns, start_scheduler):
     """A NotReady node takes nothing; when its Ready condition turns True the pod binds."""
-    start_scheduler()
     await api.create("nodes", node("booting", ready="False"))
+    start_scheduler()
     await api.create("pods", pod("early", ns))
 
     async def condition() -> dict[str, Any] | None:
@@ -283,11 +287,11 @@ async def test_pod_waits_for_a_node_to_become_ready(api, ns, start_scheduler):
 
 async def test_node_selector_and_taints_are_respected(api, ns, start_scheduler):
     """Pods go only where their selector points and never onto taints they do not tolerate."""
-    start_scheduler()
     await api.create("nodes", node("ssd", labels={"disk": "ssd"}))
     await api.create("nodes", node("hdd", labels={"disk": "hdd"}))
     await api.create("nodes", node("gpu", labels={"accel": "gpu"}, taints=[
         {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}]))
+    start_scheduler()
     await api.create("pods", pod("wants-ssd", ns, nodeSelector={"disk": "ssd"}))
     plain = [f"plain-{i}" for i in range(6)]
     for name in plain:
@@ -313,9 +317,9 @@ async def test_node_selector_and_taints_are_respected(api, ns, start_scheduler):
 
 async def test_host_ports_conflict_across_pods_scheduled_in_a_burst(api, ns, start_scheduler):
     """Assumed pods count at once: two hostPort pods take both nodes, the third waits."""
-    start_scheduler()
     await api.create("nodes", node("h1"))
     await api.create("nodes", node("h2"))
+    start_scheduler()
     port = [{"containerPort": 8080, "hostPort": 8080, "protocol": "TCP"}]
     for name in ("web-1", "web-2", "web-3"):
         await api.create("pods", pod(name, ns, ports=port))
@@ -337,8 +341,8 @@ async def test_host_ports_conflict_across_pods_scheduled_in_a_burst(api, ns, sta
 
 async def test_pods_for_other_schedulers_are_left_alone(api, ns, start_scheduler):
     """Only pods naming our scheduler (default-scheduler unless --scheduler-name) are bound."""
-    start_scheduler("--scheduler-name", "custom")
     await api.create("nodes", node("n1"))
+    start_scheduler("--scheduler-name", "custom")
     await api.create("pods", pod("mine", ns, schedulerName="custom"))
     await api.create("pods", pod("default", ns))
     await wait_bound(api, ns, "mine")
@@ -350,11 +354,11 @@ async def test_pods_for_other_schedulers_are_left_alone(api, ns, start_scheduler
 
 async def test_leader_failover_to_the_standby_scheduler(api, ns, start_scheduler):
     """Two replicas: only the leader schedules; SIGKILL it and the other takes over fast."""
+    await api.create("nodes", node("n1"))
     replicas = {s.identity: s for s in (start_scheduler(identity="sched-a"),
                                         start_scheduler(identity="sched-b"))}
     leader = await eventually(lambda: lease_holder(api), what="a leader")
     assert leader in replicas
-    await api.create("nodes", node("n1"))
     await api.create("pods", pod("before", ns))
     await wait_bound(api, ns, "before")
     assert await replicas[leader].metric("scheduler_schedule_attempts_total",
@@ -381,8 +385,8 @@ async def test_leader_failover_to_the_standby_scheduler(api, ns, start_scheduler
 
 async def test_scheduler_recovers_from_an_apiserver_restart(api, ns, apiserver, start_scheduler):
     """After the apiserver is killed and restarted, the scheduler resumes binding by itself."""
-    start_scheduler()
     await api.create("nodes", node("n1"))
+    start_scheduler()
     await api.create("pods", pod("before", ns))
     await wait_bound(api, ns, "before")
     await asyncio.to_thread(apiserver.restart)
