@@ -426,3 +426,21 @@ async def test_health_and_reflection(shared_apiserver) -> None:
             names = {s.name for s in answer.list_services_response.service}
             assert "kubelite.api.v1.Api" in names
             break
+
+
+async def test_new_replicaset_can_be_scaled_before_any_status(client: Client,
+                                                              namespace: str) -> None:
+    """A ReplicaSet is patchable and updatable right after create: its initial status is
+    schema-valid, and Update ignores whatever status it is sent."""
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "r1"},
+          "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "b"}},
+                   "template": {"metadata": {"labels": {"a": "b"}},
+                                "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    created = await client.create("replicasets", rs, namespace=namespace)
+    assert created["status"] == {"replicas": 0}
+    patched = await client.patch("replicasets", "r1", {"spec": {"replicas": 2}},
+                                 namespace=namespace)
+    assert patched["spec"]["replicas"] == 2
+    patched["status"] = {}
+    patched["spec"]["replicas"] = 3
+    assert (await client.update("replicasets", patched))["spec"]["replicas"] == 3

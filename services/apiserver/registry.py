@@ -46,6 +46,7 @@ _SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
                 "generation", "resourceVersion", "name", "namespace", "selfLink")
 _META_ORDER = ("name", "generateName", "namespace", "uid", "resourceVersion")
 _CONFLICT_RETRIES = 20
+_EMPTY_STATUS = {"ReplicaSet": {"replicas": 0}, "HorizontalPodAutoscaler": {"desiredReplicas": 0}}
 
 
 @dataclass
@@ -260,7 +261,8 @@ class Registry:
         elif info.kind == "Node":
             pass  # a kubelet registers its node with its status, as Kubernetes allows
         elif info.has_status:
-            obj["status"] = {}
+            # What Kubernetes' typed structs serialize when empty: schema-valid.
+            obj["status"] = dict(_EMPTY_STATUS.get(info.kind, {}))
 
     # -- read ------------------------------------------------------------------
 
@@ -308,7 +310,11 @@ class Registry:
             raise NotFoundError(f"{info.plural} have no status subresource")
         obj = _json_object(body)
         self._typed(info, obj)
-        validate_schema(info, obj, self.schema_version)
+        if status or not info.has_status:
+            validate_schema(info, obj, self.schema_version)
+        else:  # Update ignores status, so a stale or partial one must not fail it
+            validate_schema(info, {k: v for k, v in obj.items() if k != "status"},
+                            self.schema_version)
         meta = obj.get("metadata") or {}
         name = meta.get("name")
         if not name:
@@ -389,7 +395,8 @@ class Registry:
                 raise InvalidError("metadata: Invalid value: must be an object")
             patched["metadata"]["name"] = name
             self._typed(info, patched)
-            validate_schema(info, patched, self.schema_version)
+            validate_schema(info, {k: v for k, v in patched.items() if k != "status"},
+                            self.schema_version)
             new = self._merge_for_update(info, old, patched)
             try:
                 return await self._write_update(info, ns, old, new)
