@@ -171,18 +171,23 @@ def _svc_type(obj: Obj, now: datetime) -> str:
 
 
 def _svc_cluster_ip(obj: Obj, now: datetime) -> str:
-    return _spec(obj).get("clusterIP") or "<none>"
+    spec = _spec(obj)
+    ips = spec.get("clusterIPs") or []
+    return (ips[0] if ips else spec.get("clusterIP")) or "<none>"
 
 
 def _svc_external_ip(obj: Obj, now: datetime) -> str:
+    """kubectl's getServiceExternalIP: externalIPs, a LoadBalancer's ingress addresses
+    first (<pending> while it has none), an ExternalName's name."""
     spec = _spec(obj)
     external = list(spec.get("externalIPs") or [])
-    if spec.get("type") == "ExternalName":
+    kind = spec.get("type") or "ClusterIP"
+    if kind == "ExternalName":
         return spec.get("externalName") or "<none>"
-    if spec.get("type") == "LoadBalancer":
+    if kind == "LoadBalancer":
         ingress = (_status(obj).get("loadBalancer") or {}).get("ingress") or []
-        external += [i.get("ip") or i.get("hostname") or "" for i in ingress]
-        return ",".join(external) or "<pending>"
+        addresses = [i.get("ip") or i.get("hostname") or "" for i in ingress]
+        return ",".join(a for a in addresses + external if a) or "<pending>"
     return ",".join(external) or "<none>"
 
 
@@ -203,15 +208,28 @@ def _svc_selector(obj: Obj, now: datetime) -> str:
     return format_labels(_spec(obj).get("selector"))
 
 
+def _host_port(ip: str, port: Any) -> str:
+    """net.JoinHostPort: IPv6 addresses get brackets."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def format_endpoints(obj: Obj, limit: int = 3) -> str:
-    """`10.0.0.1:80,10.0.0.2:80 + 2 more...` (ready addresses only), or `<none>`."""
+    """kubectl's formatEndpoints: `10.0.0.1:80,10.0.0.2:80 + 2 more...`.
+
+    Ready addresses only, each subset's ports in order and every address for
+    each port, the first `limit` spelled out. Where kubectl prints an empty cell
+    (subsets with no ready address) this prints `<none>`, so that the column
+    never goes blank.
+    """
     found: list[str] = []
     for subset in obj.get("subsets") or []:
-        ports = subset.get("ports") or [{}]
-        for address in subset.get("addresses") or []:
-            for port in ports:
-                ip = address.get("ip", "")
-                found.append(f"{ip}:{port['port']}" if port.get("port") else ip)
+        addresses = [a.get("ip", "") for a in subset.get("addresses") or []]
+        ports = subset.get("ports") or []
+        if not ports:  # a headless service without ports
+            found.extend(addresses)
+            continue
+        for port in ports:
+            found.extend(_host_port(ip, port.get("port")) for ip in addresses)
     if not found:
         return "<none>"
     shown = ",".join(found[:limit])
