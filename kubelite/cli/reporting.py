@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from kubelite import errors
 
+
+class BadRequestError(errors.InvalidError):
+    """An INVALID_ARGUMENT that Kubernetes would answer with 400 BadRequest rather than
+    422 Invalid: a request about an object that cannot serve it (logs of a pod that
+    has no node yet, of a container that is still waiting)."""
+
+
 # The reason kubectl prints in parentheses for each error class.
 REASONS: dict[type[errors.ApiError], str] = {
+    BadRequestError: "BadRequest",  # before InvalidError, its base class
     errors.InvalidError: "Invalid",
     errors.NotFoundError: "NotFound",
     errors.AlreadyExistsError: "AlreadyExists",
