@@ -15,7 +15,19 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from kubelite.cli import apply, create, delete, describe, get, info, up
+from kubelite.cli import (
+    apply,
+    create,
+    delete,
+    describe,
+    expose,
+    get,
+    info,
+    logs,
+    rollout,
+    scale,
+    up,
+)
 from kubelite.cli.reporting import CliError, api_error_line, one_line
 from kubelite.cli.session import Session
 from kubelite.client import Client, default_server
@@ -43,7 +55,9 @@ class CommandParser(Parser):
     _intermixing = False
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        if self._intermixing:  # the intermixed parse calls back in here
+        # The intermixed parse calls back in here; and a parser with subcommands of
+        # its own (`rollout status`) cannot intermix: its subcommands do.
+        if self._intermixing or self._subparsers is not None:
             return super().parse_known_args(args, namespace)
         self._intermixing = True
         try:
@@ -132,6 +146,8 @@ def build_parser() -> Parser:
     p.add_argument("-f", "--filename", action="append", default=[], dest="files",
                    metavar="FILE")
 
+    add_workload_commands(commands, common)
+
     commands.add_parser("api-resources", parents=common, help="list the kinds served")
     commands.add_parser("version", parents=common, help="print the client version")
 
@@ -145,6 +161,120 @@ def build_parser() -> Parser:
     p.add_argument("--metrics-port", type=int, default=0,
                    help="the apiserver's metrics port (default: a free one)")
     return parser
+
+
+def add_workload_commands(commands: argparse._SubParsersAction,
+                          common: list[argparse.ArgumentParser]) -> None:
+    """logs, scale, rollout and expose."""
+    p = commands.add_parser("logs", parents=common, help="print the log of a pod's container")
+    p.add_argument("targets", nargs="+", metavar="POD|TYPE/NAME",
+                   help="the pod (optionally followed by a container), or TYPE/NAME of a "
+                        "deployment, replicaset or service")
+    p.add_argument("-c", "--container", default="", help="the container (default: the first)")
+    p.add_argument("-f", "--follow", action="store_true", help="stream the log until Ctrl-C")
+    p.add_argument("-p", "--previous", action="store_true",
+                   help="the log of the previous, terminated instance of the container")
+    p.add_argument("--tail", type=int, default=-1, metavar="N",
+                   help="only the last N lines (default -1: all)")
+    p.add_argument("--timestamps", action="store_true", help="prefix each line with its time")
+    p.add_argument("--pod-running-timeout", type=duration, default=20.0, metavar="DURATION",
+                   help="how long TYPE/NAME waits for a pod to exist (default 20s)")
+
+    p = commands.add_parser("scale", parents=common,
+                            help="set the replicas of deployments and replicasets")
+    p.add_argument("targets", nargs="*", metavar="KIND/NAME|KIND NAME")
+    p.add_argument("--replicas", type=int, default=None, metavar="N")
+    p.add_argument("-f", "--filename", action="append", default=[], dest="files",
+                   metavar="FILE")
+    p.add_argument("--current-replicas", type=int, default=-1, metavar="N",
+                   help="only scale when the current replicas are N")
+    p.add_argument("--resource-version", default="",
+                   help="only scale when the object is at this resourceVersion")
+
+    rollout_parser = commands.add_parser("rollout", parents=common,
+                                         help="manage the rollout of a deployment")
+    steps = rollout_parser.add_subparsers(dest="rollout_command", metavar="SUBCOMMAND",
+                                          parser_class=CommandParser, required=True)
+    target_help = "deployment/NAME or deployment NAME"
+    target_metavar = "deployment/NAME"
+    p = steps.add_parser("status", parents=common, help="wait for the rollout to finish")
+    p.add_argument("targets", nargs="+", metavar=target_metavar, help=target_help)
+    # `-w` takes no value, so that `status -w deploy/web` parses; `--watch=false` does.
+    p.add_argument("-w", dest="rollout_watch", action="store_const", const=True, default=True,
+                   help="watch until the rollout finishes (the default)")
+    p.add_argument("--watch", dest="rollout_watch", nargs="?", type=boolean, const=True,
+                   metavar="BOOL", help="--watch=false prints the status once")
+    p.add_argument("--timeout", type=duration, default=0.0, metavar="DURATION",
+                   help="give up after this long (default 0: never)")
+    p.add_argument("--revision", type=int, default=0,
+                   help="insist on this revision (default 0: the current one)")
+    p = steps.add_parser("history", parents=common, help="list the revisions")
+    p.add_argument("targets", nargs="+", metavar=target_metavar, help=target_help)
+    p.add_argument("--revision", type=int, default=0, help="show this revision's pod template")
+    p = steps.add_parser("undo", parents=common, help="roll back to a previous revision")
+    p.add_argument("targets", nargs="+", metavar=target_metavar, help=target_help)
+    p.add_argument("--to-revision", type=int, default=0,
+                   help="the revision to roll back to (default 0: the previous one)")
+    for name, text in (("restart", "replace every pod"), ("pause", "pause the rollout"),
+                       ("resume", "resume a paused rollout")):
+        p = steps.add_parser(name, parents=common, help=text)
+        p.add_argument("targets", nargs="+", metavar=target_metavar, help=target_help)
+
+    p = commands.add_parser("expose", parents=common,
+                            help="create a Service for a deployment, replicaset, pod or service")
+    p.add_argument("targets", nargs="+", metavar="KIND/NAME",
+                   help="KIND/NAME or KIND NAME (deployment, rs, pod or svc)")
+    p.add_argument("--port", default="", help="the service port(s), comma-separated "
+                                              "(default: the container ports)")
+    p.add_argument("--target-port", default="",
+                   help="the port (number or name) on the pods (default: the port)")
+    p.add_argument("--type", default="", choices=("ClusterIP", "NodePort", "LoadBalancer"))
+    p.add_argument("--name", default="", help="the service's name (default: the object's)")
+    p.add_argument("--protocol", default="", choices=("TCP", "UDP", "SCTP"),
+                   help="the ports' protocol (default: the container ports', else TCP)")
+    p.add_argument("--selector", default="",
+                   help="the pods to select, key=value[,...] (default: the object's)")
+    p.add_argument("-l", "--labels", default="",
+                   help="the service's labels, key=value[,...] (default: the object's)")
+    p.add_argument("--cluster-ip", default="", help='the ClusterIP to ask for ("None": headless)')
+
+
+async def dispatch_workload(args: argparse.Namespace, session: Session) -> int | None:
+    """Runs logs, scale, rollout or expose; None for any other command."""
+    command = args.command
+    if command == "logs":
+        options = logs.LogsOptions(container=args.container, follow=args.follow,
+                                   previous=args.previous, tail=args.tail,
+                                   timestamps=args.timestamps,
+                                   pod_running_timeout=args.pod_running_timeout)
+        return await logs.run(session, args.targets, options)
+    if command == "scale":
+        scale_options = scale.ScaleOptions(replicas=args.replicas,
+                                           current_replicas=args.current_replicas,
+                                           resource_version=args.resource_version)
+        return await scale.run(session, args.targets, args.files, scale_options)
+    if command == "expose":
+        expose_options = expose.ExposeOptions(
+            port=args.port, target_port=args.target_port, type=args.type, name=args.name,
+            protocol=args.protocol, selector=args.selector, labels=args.labels,
+            cluster_ip=args.cluster_ip)
+        return await expose.run(session, args.targets, expose_options)
+    if command != "rollout":
+        return None
+    step = args.rollout_command
+    if step == "status":
+        status_options = rollout.StatusOptions(watch=args.rollout_watch, timeout=args.timeout,
+                                               revision=args.revision)
+        return await rollout.status(session, args.targets, status_options)
+    if step == "history":
+        return await rollout.history(session, args.targets, args.revision)
+    if step == "undo":
+        return await rollout.undo(session, args.targets, args.to_revision)
+    if step == "restart":
+        return await rollout.restart(session, args.targets)
+    if step in ("pause", "resume"):
+        return await rollout.set_paused(session, args.targets, paused=step == "pause")
+    raise CliError(f'unknown command "rollout {step}"')
 
 
 async def dispatch(args: argparse.Namespace, session: Session) -> int:
@@ -168,6 +298,9 @@ async def dispatch(args: argparse.Namespace, session: Session) -> int:
         return await delete.run(session, args.files, args.targets, options)
     if command == "create":
         return await create.run(session, args.files, args.targets)
+    code = await dispatch_workload(args, session)
+    if code is not None:
+        return code
     raise CliError(f'unknown command "{command}"')
 
 
@@ -191,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = args.server or server
         if args.request_timeout is not None:
             timeout = args.request_timeout or NO_DEADLINE
-        watching = bool(getattr(args, "watch", False))
+        # A watch or `logs -f` ends with Ctrl-C, and that is success.
+        watching = bool(getattr(args, "watch", False) or getattr(args, "follow", False))
         if args.command is None:
             parser.print_help()
             return 1
