@@ -388,6 +388,21 @@ async def test_container_without_command_waits_with_create_container_config_erro
     assert (await get_pod(client, "nocmd", ns))["status"]["phase"] == "Pending"
 
 
+async def test_pod_that_does_not_fit_the_node_is_rejected(
+        client: Client, kubelet: KubeletProcess, ns: str) -> None:
+    """A pod bound directly (no scheduler) that asks for more cpu than the node has fails."""
+    greedy = sh("main", "sleep 1000", resources={"requests": {"cpu": "3"}})
+    await client.create("pods", make_pod("greedy", ns, kubelet.node, greedy))
+
+    async def rejected() -> Obj | None:
+        pod = await get_pod(client, "greedy", ns)
+        return pod if pod["status"].get("phase") == "Failed" else None
+    pod = await eventually(rejected, what="the rejection")
+    assert pod["status"]["reason"] == "OutOfcpu"
+    assert "requested: 3000" in pod["status"]["message"]
+    assert not any(c["podUid"] == pod["metadata"]["uid"] for c in kubelet.configs().values())
+
+
 # -- restarts ----------------------------------------------------------------------------
 
 

@@ -12,7 +12,12 @@ from services.kubelet.envvars import EnvError, build_env, expand, expand_command
 from services.kubelet.ipam import PodCIDRExhausted, PodIPAllocator
 from services.kubelet.logs import pick_instance
 from services.kubelet.node import ready_conditions
-from services.kubelet.pod_sync import container_hash, grace_period, instances_by_name
+from services.kubelet.pod_sync import (
+    admission_failure,
+    container_hash,
+    grace_period,
+    instances_by_name,
+)
 from services.kubelet.prober import resolve_port
 from services.kubelet.runtime import Container, ContainerState
 from services.kubelet.runtime_process import tail_offset
@@ -436,3 +441,20 @@ def test_pod_ip_round_robin_resumes_after_a_restart() -> None:
     after.reserve("a", "127.11.0.1")
     after.resume_after(before.last_allocated)
     assert after.allocate("c") == "127.11.0.3"
+
+
+def _requesting(cpu: str = "", memory: str = "") -> dict:
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
+    return {"spec": {"containers": [{"name": "c", "resources": {"requests": requests}}]}}
+
+
+def test_admission_rejects_what_does_not_fit_next_to_admitted_pods() -> None:
+    node = {"cpu": "2", "memory": "1Gi", "pods": "3"}
+    assert admission_failure(_requesting("1500m"), [_requesting("500m")], node) is None
+    reason, message = admission_failure(_requesting("1"), [_requesting("1500m")], node)
+    assert reason == "OutOfcpu"
+    assert message == ("Pod was rejected: Node didn't have enough resource: cpu, "
+                       "requested: 1000, used: 1500, capacity: 2000")
+    assert admission_failure(_requesting(memory="2Gi"), [], node)[0] == "OutOfmemory"
+    assert admission_failure(_requesting(), [_requesting()] * 3, node)[0] == "OutOfpods"
+    assert admission_failure(_requesting(), [_requesting()] * 2, node) is None

@@ -67,6 +67,7 @@ class Kubelet:
             allocatable=dict(config.capacity), orphan_grace=config.orphan_grace,
             retry_delay=config.backoff_base, get_pod=self.pod_by_uid,
             services_in=lambda ns: self.services.by_index("namespace", ns),
+            list_pods=self.pods.list,
         )
         self.node = NodeAgent(client, config, runtime_version=runtime.version)
         self.pleg = PLEG(self.runtime, period=config.pleg_relist_period,

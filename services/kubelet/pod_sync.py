@@ -11,6 +11,8 @@ and then does one of three things:
 - **the pod has a deletionTimestamp**: stop every container (SIGTERM, the grace
   period, SIGKILL), publish the final status and confirm the deletion with a
   uid-guarded delete of grace 0;
+- a pod seen for the first time is admitted only if the node has room for its
+  requests next to the pods already admitted (else it fails: OutOfcpu, ...);
 - otherwise, for each container of the spec: start it if it never ran; kill it
   if its liveness or startup probe failed or its spec changed; restart it when
   it has exited and restartPolicy says so, unless CrashLoopBackOff says wait
@@ -35,7 +37,7 @@ from kubelite.client import Client
 from kubelite.errors import ConflictError, NotFoundError, PreconditionFailedError
 from kubelite.events import NORMAL, WARNING, EventRecorder
 from kubelite.objects import now_rfc3339
-from kubelite.quantity import to_int
+from kubelite.quantity import cpu_millis, to_int
 from services.kubelet import metrics
 from services.kubelet.backoff import CrashLoopBackoff, go_duration
 from services.kubelet.envvars import EnvError, build_env, configmap_names, expand_command
@@ -87,6 +89,41 @@ def instances_by_name(containers: list[Container]) -> dict[str, list[Container]]
     return out
 
 
+def pod_requests(pod: Obj) -> dict[str, int]:
+    """The pod's cpu (millicores) and memory (bytes) requests, summed over its containers."""
+    total = {"cpu": 0, "memory": 0}
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        requests = (c.get("resources") or {}).get("requests") or {}
+        total["cpu"] += cpu_millis(requests.get("cpu"))
+        total["memory"] += to_int(requests.get("memory"))
+    return total
+
+
+def admission_failure(pod: Obj, admitted: list[Obj],
+                      allocatable: dict[str, str]) -> tuple[str, str] | None:
+    """Why the node cannot take pod next to the admitted pods (reason, message), if it cannot.
+
+    The kubelet's own check (as its predicate admit handler): the scheduler may have been
+    bypassed by a pod created with spec.nodeName set.
+    """
+    pods_cap = to_int(allocatable.get("pods", "110"))
+    if len(admitted) + 1 > pods_cap:
+        return ("OutOfpods", "Pod was rejected: Node didn't have enough resource: pods, "
+                f"requested: 1, used: {len(admitted)}, capacity: {pods_cap}")
+    wanted = pod_requests(pod)
+    for resource in ("cpu", "memory"):
+        if not wanted[resource]:
+            continue
+        capacity = (cpu_millis(allocatable.get("cpu")) if resource == "cpu"
+                    else to_int(allocatable.get("memory")))
+        used = sum(pod_requests(p)[resource] for p in admitted)
+        if used + wanted[resource] > capacity:
+            return (f"OutOf{resource}", "Pod was rejected: Node didn't have enough resource: "
+                    f"{resource}, requested: {wanted[resource]}, used: {used}, "
+                    f"capacity: {capacity}")
+    return None
+
+
 def grace_period(pod: Obj) -> float:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     grace = meta.get("deletionGracePeriodSeconds")
@@ -121,6 +158,7 @@ class PodSyncer:
         retry_delay: float,
         get_pod: Callable[[str], Obj | None],
         services_in: Callable[[str], list[Obj]],
+        list_pods: Callable[[], list[Obj]] = list,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -134,7 +172,9 @@ class PodSyncer:
         self.retry_delay = retry_delay
         self.get_pod = get_pod
         self.services_in = services_in
+        self.list_pods = list_pods
         self._pods: dict[str, _PodState] = {}
+        self._admitted: set[str] = set()
 
     # -- entry point ----------------------------------------------------------
 
@@ -158,6 +198,20 @@ class PodSyncer:
         old_status = self._base_status(pod, state)
         terminal = old_status.get("phase") in TERMINAL_PHASES
         policy = spec.get("restartPolicy", "Always")
+        existing = await self.runtime.list_containers(pod_uid=uid)
+        if terminal and not existing:
+            return None  # finished (or rejected) before this kubelet ran anything of it
+        if not terminal and uid not in self._admitted:
+            if existing or old_status.get("containerStatuses"):
+                self._admitted.add(uid)  # it ran before (this kubelet restarted)
+            else:
+                rejected = self._admit(pod)
+                if rejected is not None:
+                    reason, message = rejected
+                    self.recorder.event(pod, WARNING, reason, message)
+                    status = dict(old_status, phase="Failed", reason=reason, message=message)
+                    await self._publish(pod, state, old_status, status)
+                    return None
         sandbox: PodSandbox | None = None
         if not terminal:
             sandbox = await self.runtime.run_pod_sandbox(
@@ -166,7 +220,7 @@ class PodSyncer:
                                  labels=meta.get("labels") or {}),
                 preferred_ip=old_status.get("podIP", ""))
         pod_ip = sandbox.ip if sandbox else old_status.get("podIP", "")
-        by_name = instances_by_name(await self.runtime.list_containers(pod_uid=uid))
+        by_name = instances_by_name(existing)
         requeue: list[float] = []
         views: list[ContainerView] = []
         for cspec in spec.get("containers") or []:
@@ -230,6 +284,18 @@ class PodSyncer:
             metrics.POD_START_DURATION.observe(time.monotonic() - state.first_seen)
         await self._publish(pod, state, old_status, status)
         return min(requeue) if requeue else None
+
+    def _admit(self, pod: Obj) -> tuple[str, str] | None:
+        """Admits pod (no await inside: concurrent syncs cannot both take the last room)."""
+        uid = pod["metadata"]["uid"]
+        admitted = [p for p in self.list_pods()
+                    if p["metadata"].get("uid") in self._admitted
+                    and p["metadata"].get("uid") != uid
+                    and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES]
+        failure = admission_failure(pod, admitted, self.allocatable)
+        if failure is None:
+            self._admitted.add(uid)
+        return failure
 
     def _base_status(self, pod: Obj, state: _PodState) -> Obj:
         """The status to build on: ours, if the cache has not caught up with our last write."""
@@ -389,6 +455,7 @@ class PodSyncer:
         await self.runtime.remove_pod_sandbox(uid)
         self.backoff.forget(lambda key: isinstance(key, tuple) and key[0] == uid)
         self._pods.pop(uid, None)
+        self._admitted.discard(uid)
 
     # -- helpers for the kubelet ------------------------------------------------
 
