@@ -288,10 +288,14 @@ class PodSyncer:
     def _admit(self, pod: Obj) -> tuple[str, str] | None:
         """Admits pod (no await inside: concurrent syncs cannot both take the last room)."""
         uid = pod["metadata"]["uid"]
-        admitted = [p for p in self.list_pods()
-                    if p["metadata"].get("uid") in self._admitted
-                    and p["metadata"].get("uid") != uid
-                    and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES]
+        def holds_room(p: Obj) -> bool:
+            status = p.get("status") or {}
+            if p["metadata"].get("uid") == uid or status.get("phase") in TERMINAL_PHASES:
+                return False
+            # After a restart, a pod that ran before counts even before its first sync.
+            return p["metadata"].get("uid") in self._admitted or bool(
+                status.get("containerStatuses"))
+        admitted = [p for p in self.list_pods() if holds_room(p)]
         failure = admission_failure(pod, admitted, self.allocatable)
         if failure is None:
             self._admitted.add(uid)
