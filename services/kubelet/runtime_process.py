@@ -361,13 +361,13 @@ class ProcessRuntime:
                     message="the container's shim died without recording an exit code")
 
     async def _refresh(self, records: list[_Record]) -> None:
+        for cid, child in list(self._children.items()):
+            if child.poll() is not None:  # reap the shims of ours that exited
+                self._children.pop(cid, None)
         live = [r for r in records if not r.exited]
         if not live:
             return
         async with self._lock:
-            for cid, child in list(self._children.items()):
-                if child.poll() is not None:  # reap our exited shims
-                    self._children.pop(cid, None)
             states = await asyncio.to_thread(lambda: [self._refresh_one(r) for r in live])
             for record, state in zip(live, states, strict=True):
                 if state is not None:
