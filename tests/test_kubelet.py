@@ -668,6 +668,8 @@ async def test_logs_previous_tail_and_follow(
 
     with pytest.raises(InvalidError):
         _ = [c async for c in client.logs("chatty", namespace=ns, container="nope")]
+    with pytest.raises(InvalidError, match="timestamps"):
+        _ = [c async for c in client.logs("chatty", namespace=ns, timestamps=True)]
 
 
 async def test_follow_ends_when_the_container_ends(

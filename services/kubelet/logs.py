@@ -6,6 +6,7 @@ the instance named in lastState.terminated, the one before the current. The
 instance ids come from the pod's published status, falling back to the
 runtime's own order of instances when the status has not caught up yet.
 `follow` streams new output until the client cancels or the instance ends.
+`timestamps` is refused rather than ignored: the logs hold no times.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class KubeletService(api_pb2_grpc.KubeletServicer):
 
     async def Logs(self, request: api_pb2.LogsRequest,  # noqa: N802 - the gRPC method name
                    context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.LogChunk]:
+        if request.timestamps:
+            # The process runtime stores raw output, without the time each line came.
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "timestamps: not supported by this kubelet's runtime (logs are "
+                                "stored without the time of each line)")
         namespace = request.namespace or "default"
         pod = self.get_pod(namespace, request.name)
         if pod is None:
