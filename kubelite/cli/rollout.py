@@ -169,6 +169,8 @@ async def undo(session: Session, args: Sequence[str], to_revision: int = 0) -> i
 
     await update_object(session, target.info, session.effective_namespace, target.name, change)
     if skipped:
+        # kubectl prints the revision asked for, which is 0 without --to-revision;
+        # naming the revision that matched says more.
         session.print(f"{target.display} skipped rollback (current template already "
                       f"matches revision {deployutil.revision(source)})")
     else:
