@@ -194,11 +194,14 @@ class PodSyncer:
     async def sync_pod(self, pod: Obj) -> float | None:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         uid = meta["uid"]
-        state = self._pods.setdefault(uid, _PodState())
+        state = self._pods.get(uid)
+        existing = await self.runtime.list_containers(pod_uid=uid)
+        if state is None:
+            # A pod that ran before this kubelet did started long ago: not a start to time.
+            state = self._pods[uid] = _PodState(start_observed=bool(existing))
         old_status = self._base_status(pod, state)
         terminal = old_status.get("phase") in TERMINAL_PHASES
         policy = spec.get("restartPolicy", "Always")
-        existing = await self.runtime.list_containers(pod_uid=uid)
         if terminal and not existing:
             return None  # finished (or rejected) before this kubelet ran anything of it
         if not terminal and uid not in self._admitted:
