@@ -610,6 +610,26 @@ async def test_graceful_deletion_sigterms_then_sigkills_and_removes_the_pod(
     assert await events_for(client, ns, "bye", "Killing")
 
 
+async def test_force_delete_cuts_a_long_graceful_termination_short(
+        client: Client, kubelet: KubeletProcess, ns: str) -> None:
+    """A pod stopping within 30 s is killed at once when it is then deleted with grace 0."""
+    await client.create("pods", make_pod("slowpoke", ns, kubelet.node,
+                                         container("main", TERM_IGNORER), grace=30))
+    pod = await wait_running_ready(client, "slowpoke", ns)
+    await asyncio.sleep(0.3)  # let Python install its handler
+    pid = kubelet.pid_of(status_of(pod)["containerID"])
+    await client.delete("pods", "slowpoke", namespace=ns)
+    await asyncio.sleep(0.5)
+    assert alive(pid)  # it ignores SIGTERM and has 30 s
+    started = time.monotonic()
+    await client.delete("pods", "slowpoke", namespace=ns, grace_period_seconds=0)
+
+    async def dead() -> bool:
+        return not alive(pid)
+    await eventually(dead, within=10, what="the process to be killed")
+    assert time.monotonic() - started < 5
+
+
 async def test_force_deleted_pod_is_killed_and_cleaned_up(
         client: Client, kubelet: KubeletProcess, ns: str) -> None:
     """A pod whose object vanished at once (grace 0) has its processes killed anyway."""

@@ -9,8 +9,9 @@ and then does one of three things:
   restart): kill whatever still runs for that uid, remove its containers and
   sandbox;
 - **the pod has a deletionTimestamp**: stop every container (SIGTERM, the grace
-  period, SIGKILL), publish the final status and confirm the deletion with a
-  uid-guarded delete of grace 0;
+  period, SIGKILL; a later, shorter deletion or a force delete cuts the wait
+  short), publish the final status and confirm the deletion with a uid-guarded
+  delete of grace 0;
 - a pod seen for the first time is admitted only if the node has room for its
   requests next to the pods already admitted (else it fails: OutOfcpu, ...);
 - otherwise, for each container of the spec: start it if it never ran; kill it
@@ -67,6 +68,7 @@ from services.kubelet.status import (
 log = logging.getLogger("kubelite.kubelet.sync")
 
 Obj = dict[str, Any]
+SHORTEN_POLL_SECONDS = 0.1
 
 
 def container_hash(spec: Obj) -> str:
@@ -412,7 +414,7 @@ class PodSyncer:
         self.prober.remove_pod(uid)
         for c in live:
             self.recorder.event(pod, NORMAL, "Killing", f"Stopping container {c.name}")
-        await self._stop_all(live, grace)
+        await self._stop_all_shortenable(uid, live, grace)
         state = self._pods.setdefault(uid, _PodState())
         by_name = instances_by_name(await self.runtime.list_containers(pod_uid=uid))
         views = []
@@ -434,6 +436,31 @@ class PodSyncer:
                 "pod": f"{meta.get('namespace')}/{meta['name']}", "uid": uid}})
         except (NotFoundError, PreconditionFailedError):
             pass  # already gone (or a new pod took the name)
+
+    async def _stop_all_shortenable(self, uid: str, containers: list[Container],
+                                    grace: float) -> None:
+        """Stops the containers within grace, cut short when the deletion is made shorter
+        meanwhile (a second delete with a smaller grace, or a force delete)."""
+        start = time.monotonic()
+        deadline = start + grace
+        task = asyncio.create_task(self._stop_all(containers, grace))
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=SHORTEN_POLL_SECONDS)
+                current = self.get_pod(uid)
+                wanted = self.orphan_grace if current is None else grace_period(current)
+                now = time.monotonic()
+                if not task.done() and now + wanted < deadline - SHORTEN_POLL_SECONDS:
+                    deadline = now + wanted
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    log.info("grace period shortened", extra={"kv": {
+                        "uid": uid, "grace": wanted}})
+                    task = asyncio.create_task(self._stop_all(containers, wanted))
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _stop_all(self, containers: list[Container], grace: float) -> None:
         results = await asyncio.gather(
