@@ -233,6 +233,14 @@ class Client:
         finally:
             call.cancel()
 
+    async def metrics(self, resource: str, *, namespace: str | None = None, name: str = "",
+                      label_selector: str = "") -> list[dict[str, Any]]:
+        """Current usage of "nodes" or "pods" (metrics.k8s.io NodeMetrics / PodMetrics)."""
+        req = api_pb2.MetricsRequest(resource=resource, namespace=namespace or "", name=name,
+                                     label_selector=label_selector)
+        resp = await self._call(self._stub.Metrics, req)
+        return [json.loads(item) for item in resp.items]
+
     async def watch(
         self,
         resource: str,

@@ -513,14 +513,7 @@ class Registry:
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:
             raise InvalidError(f'pod "{name}" does not have a host assigned')
-        node = await self._read(lookup("nodes"), "", node_name)
-        status = node.get("status") or {}
-        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-        addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
-        host = addresses.get("InternalIP") or addresses.get("Hostname")
-        if not port or not host:
-            raise UnavailableError(f'node "{node_name}" publishes no kubelet endpoint')
-        return f"{host}:{port}"
+        return node_endpoint(await self._read(lookup("nodes"), "", node_name))
 
     # -- namespaces ------------------------------------------------------------
 
@@ -594,6 +587,18 @@ class Registry:
         for task in self._finalizers.values():
             task.cancel()
         await asyncio.gather(*self._finalizers.values(), return_exceptions=True)
+
+
+def node_endpoint(node: dict[str, Any]) -> str:
+    """host:port of a node's kubelet, as the node publishes it in its status."""
+    status = node.get("status") or {}
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    host = addresses.get("InternalIP") or addresses.get("Hostname")
+    if not port or not host:
+        raise UnavailableError(f'node "{node["metadata"]["name"]}" publishes no kubelet '
+                               "endpoint")
+    return f"{host}:{port}"
 
 
 def compile_filter(label_selector: str, field_selector: str):

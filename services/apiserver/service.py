@@ -21,6 +21,7 @@ from kubelite.errors import ApiError, InvalidError, UnavailableError
 from kubelite.resources import ResourceInfo, lookup
 
 from .metrics import REQUEST_DURATION, REQUESTS
+from .metricsapi import ResourceMetrics
 from .registry import Registry, Result, compile_filter
 from .watchcache import WatchCache
 
@@ -74,6 +75,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
                  bookmark_interval: float) -> None:
         self.registry = registry
         self.cache = cache
+        self.metrics = ResourceMetrics(registry)
         self.bookmark_interval = bookmark_interval
 
     @unary("create")
@@ -130,6 +132,19 @@ class ApiService(api_pb2_grpc.ApiServicer):
     async def Bind(self, request, context):
         return _result(await self.registry.bind(request.namespace, request.name,
                                                 request.node_name, request.uid))
+
+    @unary("metrics")
+    async def Metrics(self, request, context):
+        which = lookup(request.resource or "?").plural
+        if which == "nodes":
+            items = await self.metrics.nodes(name=request.name,
+                                             label_selector=request.label_selector)
+        elif which == "pods":
+            items = await self.metrics.pods(namespace=request.namespace, name=request.name,
+                                            label_selector=request.label_selector)
+        else:
+            raise InvalidError(f'the metrics API serves nodes and pods, not "{request.resource}"')
+        return api_pb2.MetricsResponse(items=items)
 
     async def Logs(self, request, context) -> AsyncIterator[api_pb2.LogChunk]:
         """Proxies pods/log to the kubelet of the pod's node, as Kubernetes does."""

@@ -84,6 +84,11 @@ class ApiStub:
                 request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
                 response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.Metrics = channel.unary_unary(
+                '/kubelite.api.v1.Api/Metrics',
+                request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.MetricsRequest.SerializeToString,
+                response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.MetricsResponse.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -155,6 +160,15 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Metrics(self, request, context):
+        """Metrics is the resource metrics API (metrics.k8s.io/v1beta1, the role of
+        metrics-server): current cpu and memory usage of nodes or pods, gathered on
+        demand from the kubelets. Usage is never stored in Redis.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +221,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.FromString,
                     response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.SerializeToString,
+            ),
+            'Metrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.Metrics,
+                    request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.MetricsRequest.FromString,
+                    response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.MetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +508,33 @@ class Api:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Metrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubelite.api.v1.Api/Metrics',
+            kubelite_dot_api_dot_v1_dot_api__pb2.MetricsRequest.SerializeToString,
+            kubelite_dot_api_dot_v1_dot_api__pb2.MetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class KubeletStub:
     """Served by every kubelet, at status.addresses[InternalIP] and
@@ -507,6 +553,11 @@ class KubeletStub:
                 request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
                 response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/kubelite.api.v1.Kubelet/Stats',
+                request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.StatsRequest.SerializeToString,
+                response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class KubeletServicer:
@@ -521,6 +572,13 @@ class KubeletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """Stats is the kubelet's summary of usage (like the kubelet Summary API).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KubeletServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -528,6 +586,11 @@ def add_KubeletServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.FromString,
                     response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.StatsRequest.FromString,
+                    response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -560,6 +623,33 @@ class Kubelet:
             '/kubelite.api.v1.Kubelet/Logs',
             kubelite_dot_api_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
             kubelite_dot_api_dot_v1_dot_api__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubelite.api.v1.Kubelet/Stats',
+            kubelite_dot_api_dot_v1_dot_api__pb2.StatsRequest.SerializeToString,
+            kubelite_dot_api_dot_v1_dot_api__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
