@@ -444,3 +444,24 @@ async def test_new_replicaset_can_be_scaled_before_any_status(client: Client,
     patched["status"] = {}
     patched["spec"]["replicas"] = 3
     assert (await client.update("replicasets", patched))["spec"]["replicas"] == 3
+
+
+async def test_events_expire_after_their_ttl(apiserver_factory) -> None:
+    """Events older than --event-ttl are deleted; recent ones stay."""
+    server = apiserver_factory("--event-ttl", "1")
+    async with Client(server.target) as c:
+        def event(name: str, stamp: str) -> dict:
+            return {"apiVersion": "v1", "kind": "Event",
+                    "metadata": {"name": name, "namespace": "default"},
+                    "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+                    "reason": "Test", "message": "m", "type": "Normal", "count": 1,
+                    "firstTimestamp": stamp, "lastTimestamp": stamp}
+
+        await c.create("events", event("old", "2020-01-01T00:00:00Z"))
+        await c.create("events", event("fresh", "2099-01-01T00:00:00Z"))
+        for _ in range(50):
+            names = {e["metadata"]["name"] for e in (await c.list("events")).items}
+            if "old" not in names:
+                break
+            await asyncio.sleep(0.1)
+        assert names == {"fresh"}

@@ -41,6 +41,7 @@ class Config:
     schema_version: str
     service_cluster_ip_range: str
     service_node_port_range: tuple[int, int]
+    event_ttl: float
     shutdown_grace: float
     log_level: str
 
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
              help="CIDR ClusterIPs come from (loopback for the process runtime)")
     add_flag(p, "--service-node-port-range", default="30000-32767",
              help="range NodePorts come from")
+    add_flag(p, "--event-ttl", default=3600.0, help="seconds an Event is kept after it last "
+             "occurred")
     add_flag(p, "--shutdown-grace", default=5.0, help="seconds to finish calls on SIGTERM")
     add_flag(p, "--log-level", default="info", help="debug, info, warning or error")
     a = p.parse_args(argv)
@@ -75,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         schema_version=resolve_schema_version(a.schema_version),
         service_cluster_ip_range=a.service_cluster_ip_range,
         service_node_port_range=_port_range(p, a.service_node_port_range),
+        event_ttl=a.event_ttl,
         shutdown_grace=a.shutdown_grace, log_level=a.log_level,
     )
 
@@ -141,6 +145,8 @@ async def serve(config: Config) -> None:
         "listen": config.listen, "redis": config.redis_url, "schemas": config.schema_version,
         "metrics_port": config.metrics_port}})
     bootstrap = asyncio.create_task(_bootstrap(registry, health_servicer))
+    expiry = asyncio.create_task(registry.expire_events(
+        config.event_ttl, every=min(60.0, max(config.event_ttl / 4, 0.1))))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -150,6 +156,7 @@ async def serve(config: Config) -> None:
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     bootstrap.cancel()
+    expiry.cancel()
     await cache.stop()
     await server.stop(config.shutdown_grace)
     await registry.stop()

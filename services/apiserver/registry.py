@@ -583,6 +583,33 @@ class Registry:
                             extra={"kv": {"namespace": name, "error": str(err)}})
             await asyncio.sleep(self.namespace_poll)
 
+    async def expire_events(self, ttl: float, *, every: float) -> None:
+        """Deletes Events whose last occurrence is older than ttl (Kubernetes: 1 h),
+        as etcd leases expire them there. Runs until cancelled."""
+        info = lookup("events")
+        while True:
+            await asyncio.sleep(every)
+            try:
+                cutoff = datetime.now(UTC) - timedelta(seconds=ttl)
+                _, pairs = await self.storage.list(info.plural, "")
+                for _, raw in pairs:
+                    event = json.loads(raw)
+                    meta = event["metadata"]
+                    stamp = (event.get("lastTimestamp") or event.get("eventTime")
+                             or meta.get("creationTimestamp"))
+                    try:
+                        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+                    except ValueError:
+                        continue
+                    if when < cutoff:
+                        try:
+                            await self.delete(info, meta["namespace"], meta["name"],
+                                              resource_version=_rv(event))
+                        except (NotFoundError, PreconditionFailedError):
+                            pass  # gone, or repeated since we looked
+            except UnavailableError as err:
+                log.warning("event expiry skipped", extra={"kv": {"error": err.message}})
+
     async def stop(self) -> None:
         for task in self._finalizers.values():
             task.cancel()
