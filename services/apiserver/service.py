@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from kubelite.api.v1 import api_pb2, api_pb2_grpc
-from kubelite.errors import ApiError, InvalidError, UnavailableError
+from kubelite.errors import ApiError, InvalidError, UnavailableError, from_rpc_error
 from kubelite.resources import ResourceInfo, lookup
 
 from .metrics import REQUEST_DURATION, REQUESTS
@@ -64,6 +64,35 @@ def unary(verb: str) -> Callable:
             finally:
                 REQUESTS.labels(verb, resource, code.name).inc()
                 REQUEST_DURATION.labels(verb, resource).observe(time.perf_counter() - started)
+
+        return handler
+
+    return decorate
+
+
+def streaming(verb: str) -> Callable:
+    """Wraps a server-streaming handler: metrics and error mapping, as `unary` does."""
+
+    def decorate(fn: Callable[..., AsyncIterator[Any]]) -> Callable:
+        @functools.wraps(fn)
+        async def handler(self: ApiService, request: Any, context: grpc.aio.ServicerContext):
+            resource = getattr(request, "resource", "pods") or "?"
+            code = grpc.StatusCode.OK
+            try:
+                async for item in fn(self, request, context):
+                    yield item
+            except ApiError as err:
+                code = err.code
+                await context.abort(err.code, str(err))
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("internal error", extra={"kv": {"verb": verb}})
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error (a kubelite bug)")
+            finally:
+                REQUESTS.labels(verb, resource, code.name).inc()
 
         return handler
 
@@ -146,54 +175,24 @@ class ApiService(api_pb2_grpc.ApiServicer):
             raise InvalidError(f'the metrics API serves nodes and pods, not "{request.resource}"')
         return api_pb2.MetricsResponse(items=items)
 
+    @streaming("logs")
     async def Logs(self, request, context) -> AsyncIterator[api_pb2.LogChunk]:
         """Proxies pods/log to the kubelet of the pod's node, as Kubernetes does."""
-        code = grpc.StatusCode.OK
-        try:
-            target = await self.registry.kubelet_endpoint(request.namespace, request.name)
-            async with grpc.aio.insecure_channel(target) as channel:
-                stream = api_pb2_grpc.KubeletStub(channel).Logs(request)
-                try:
-                    async for chunk in stream:
-                        yield chunk
-                except grpc.aio.AioRpcError as err:
-                    if err.code() == grpc.StatusCode.UNAVAILABLE:
-                        raise UnavailableError(
-                            f"cannot reach the kubelet at {target}: {err.details()}") from None
-                    code = err.code()
-                    await context.abort(err.code(), err.details() or "")
-        except ApiError as err:
-            code = err.code
-            await context.abort(err.code, str(err))
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("internal error", extra={"kv": {"verb": "logs"}})
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error (a kubelite bug)")
-        finally:
-            REQUESTS.labels("logs", "pods", code.name).inc()
+        target = await self.registry.kubelet_endpoint(request.namespace, request.name)
+        async with grpc.aio.insecure_channel(target) as channel:
+            try:
+                async for chunk in api_pb2_grpc.KubeletStub(channel).Logs(request):
+                    yield chunk
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise UnavailableError(
+                        f"cannot reach the kubelet at {target}: {err.details()}") from None
+                raise from_rpc_error(err) from None
 
+    @streaming("watch")
     async def Watch(self, request, context) -> AsyncIterator[api_pb2.WatchEvent]:
-        resource = request.resource or "?"
-        code = grpc.StatusCode.OK
-        try:
-            info = lookup(request.resource)
-            async for event in self._watch(info, request):
-                yield event
-        except ApiError as err:
-            code = err.code
-            await context.abort(err.code, str(err))
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("internal error", extra={"kv": {"verb": "watch"}})
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error (a kubelite bug)")
-        finally:
-            REQUESTS.labels("watch", resource, code.name).inc()
+        async for event in self._watch(lookup(request.resource), request):
+            yield event
 
     async def _watch(self, info: ResourceInfo, request) -> AsyncIterator[api_pb2.WatchEvent]:
         namespace = request.namespace if info.namespaced else ""
