@@ -124,11 +124,14 @@ async def run_leader_elected(client: Client, config: LeaderConfig,
 
 async def run_component(name: str, config: CommonConfig,
                         work: Callable[[], Awaitable[None]], *,
-                        register: Callable[[grpc.aio.Server], list[str]] | None = None) -> None:
+                        register: Callable[[grpc.aio.Server], list[str]] | None = None,
+                        ready: asyncio.Event | None = None) -> None:
     """Serves health and metrics, runs `work` until SIGTERM/SIGINT, then stops cleanly.
 
     `register` may add the component's own gRPC services to the same server (the
-    kubelet's Logs); it returns their full names, for reflection.
+    kubelet's Logs); it returns their full names, for reflection. Health turns
+    SERVING once `ready` is set (the kubelet sets it when its Node is registered),
+    or at once when there is no `ready`.
     """
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     health_servicer = health.aio.HealthServicer()
@@ -147,7 +150,13 @@ async def run_component(name: str, config: CommonConfig,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(work(), name=f"{name}-main")
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def serving() -> None:
+        if ready is not None:
+            await ready.wait()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    announcer = asyncio.create_task(serving())
     log.info(f"{name} started", extra={"kv": {
         "server": config.server, "health": f"{config.health_listen.rsplit(':', 1)[0]}:{port}",
         "metrics_port": config.metrics_port, "pid": os.getpid()}})
@@ -168,6 +177,7 @@ async def run_component(name: str, config: CommonConfig,
         except (TimeoutError, asyncio.TimeoutError):
             log.warning("work did not stop in time")
     stopper.cancel()
+    announcer.cancel()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(1.0)
     if exit_code:
