@@ -55,6 +55,20 @@ class NotFound(RuntimeError_):
     """No such container or sandbox."""
 
 
+class ImagePullError(RuntimeError_):
+    """Pulling an image failed (ErrImagePull); the message is the runtime's own."""
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """A container port of the pod; published on the node when host_port is set (CRI)."""
+
+    container_port: int
+    protocol: str = "TCP"
+    host_port: int = 0
+    host_ip: str = ""
+
+
 @dataclass(frozen=True)
 class PodSandboxConfig:
     uid: str
@@ -62,6 +76,7 @@ class PodSandboxConfig:
     name: str
     hostname: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    port_mappings: Sequence[PortMapping] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,9 @@ class ContainerConfig:
     spec_hash: str = ""  # the kubelet restarts a container whose spec hash changed
     memory_limit: int = 0  # bytes; 0: none
     labels: Mapping[str, str] = field(default_factory=dict)
+    cpu_limit: int = 0  # millicores; 0: none
+    cpu_request: int = 0  # millicores
+    memory_request: int = 0  # bytes
 
 
 @dataclass(frozen=True)
@@ -187,6 +205,17 @@ class Runtime(Protocol):
         """Runs a command as the container would (its env and working dir)."""
 
 
+@runtime_checkable
+class ImageService(Protocol):
+    """CRI's image service, for runtimes that run images (docker; the process runtime has
+    none). The kubelet owns the pull policy, the pull back-off and the events."""
+
+    async def image_present(self, image: str) -> bool: ...
+
+    async def pull_image(self, image: str) -> None:
+        """Pulls image; raises ImagePullError with the registry's message."""
+
+
 __all__ = [
     "Container",
     "ContainerConfig",
@@ -194,12 +223,15 @@ __all__ = [
     "ContainerStartError",
     "ContainerState",
     "ExecResult",
+    "ImagePullError",
+    "ImageService",
     "LABEL_CONTAINER_NAME",
     "LABEL_POD_NAME",
     "LABEL_POD_NAMESPACE",
     "LABEL_POD_UID",
     "NotFound",
     "PodSandbox",
+    "PortMapping",
     "PodSandboxConfig",
     "Runtime",
     "RuntimeError_",
