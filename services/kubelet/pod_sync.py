@@ -19,6 +19,13 @@ and then does one of three things:
   it has exited and restartPolicy says so, unless CrashLoopBackOff says wait
   (then the sync asks to run again when the back-off ends).
 
+Before a start, a runtime with an image service (docker) gets the image as
+imagePullPolicy says (the kubelet's image manager): a failed pull waits with
+ErrImagePull, then ImagePullBackOff while a back-off like CrashLoopBackOff
+runs. Where the policy says Always but the pull fails and the node has the
+image, the node's copy runs, with a Warning event: an air-gapped node can run
+the `:latest` images it was loaded with (docs/docker-runtime.md).
+
 Status is computed from what was observed (services.kubelet.status) and written
 only when it changed.
 """
@@ -52,8 +59,11 @@ from services.kubelet.runtime import (
     ContainerConfig,
     ContainerConfigError,
     ContainerStartError,
+    ImagePullError,
+    ImageService,
     PodSandbox,
     PodSandboxConfig,
+    PortMapping,
     Runtime,
     RuntimeError_,
 )
@@ -126,6 +136,26 @@ def admission_failure(pod: Obj, admitted: list[Obj],
     return None
 
 
+def image_pull_policy(cspec: Obj) -> str:
+    """The container's imagePullPolicy, defaulted as the apiserver does (:latest: Always)."""
+    if cspec.get("imagePullPolicy"):
+        return str(cspec["imagePullPolicy"])
+    image = str(cspec.get("image", ""))
+    if "@" in image:
+        return "IfNotPresent"
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def port_mappings(spec: Obj) -> tuple[PortMapping, ...]:
+    """Every container port of the pod, for its sandbox (hostPorts are published)."""
+    return tuple(
+        PortMapping(container_port=int(p["containerPort"]), protocol=p.get("protocol", "TCP"),
+                    host_port=int(p.get("hostPort") or 0), host_ip=p.get("hostIP", ""))
+        for c in spec.get("containers") or [] for p in c.get("ports") or []
+        if p.get("containerPort"))
+
+
 def grace_period(pod: Obj) -> float:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     grace = meta.get("deletionGracePeriodSeconds")
@@ -142,6 +172,7 @@ class _PodState:
     start_observed: bool = False
     status_rv: int = 0  # the resourceVersion our last status write produced
     status: Obj | None = None
+    pull_failures: dict[str, tuple[float, str]] = field(default_factory=dict)  # image: when, why
 
 
 class PodSyncer:
@@ -161,6 +192,7 @@ class PodSyncer:
         get_pod: Callable[[str], Obj | None],
         services_in: Callable[[str], list[Obj]],
         list_pods: Callable[[], list[Obj]] = list,
+        images: ImageService | None = None,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -175,6 +207,7 @@ class PodSyncer:
         self.get_pod = get_pod
         self.services_in = services_in
         self.list_pods = list_pods
+        self.images = images
         self._pods: dict[str, _PodState] = {}
         self._admitted: set[str] = set()
 
@@ -222,7 +255,8 @@ class PodSyncer:
             sandbox = await self.runtime.run_pod_sandbox(
                 PodSandboxConfig(uid=uid, namespace=meta.get("namespace", ""),
                                  name=meta["name"], hostname=spec.get("hostname", ""),
-                                 labels=meta.get("labels") or {}),
+                                 labels=meta.get("labels") or {},
+                                 port_mappings=port_mappings(spec)),
                 preferred_ip=old_status.get("podIP", ""))
         pod_ip = sandbox.ip if sandbox else old_status.get("podIP", "")
         by_name = instances_by_name(existing)
@@ -332,6 +366,9 @@ class PodSyncer:
         """Starts one instance; returns it, or None and (waiting reason, message)."""
         meta = pod["metadata"]
         name = cspec["name"]
+        pull_error = await self._ensure_image(pod, cspec)
+        if pull_error is not None:
+            return None, pull_error
         try:
             config = await self._container_config(pod, cspec, sandbox, restart_count, spec_hash)
             container = await self.runtime.start_container(sandbox, config)
@@ -351,6 +388,55 @@ class PodSyncer:
             "id": container.id, "restartCount": restart_count}})
         return container, ("", "")
 
+    async def _ensure_image(self, pod: Obj, cspec: Obj) -> tuple[str, str] | None:
+        """The kubelet's EnsureImageExists: None when the image is there to run, else the
+        waiting (reason, message). Failed pulls back off per pod and image."""
+        if self.images is None:
+            return None
+        image = str(cspec.get("image", ""))
+        policy = image_pull_policy(cspec)
+        present = await self.images.image_present(image)
+        if policy == "Never" or (policy == "IfNotPresent" and present):
+            if present:
+                self.recorder.event(pod, NORMAL, "Pulled",
+                                    f'Container image "{image}" already present on machine')
+                return None
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            self.recorder.event(pod, WARNING, "ErrImageNeverPull", message)
+            return "ErrImageNeverPull", message
+        uid = pod["metadata"]["uid"]
+        key = (uid, "pull", image)
+        state = self._pods.setdefault(uid, _PodState())
+        failed = state.pull_failures.get(image)
+        if failed is not None and self.backoff.remaining(key, failed[0]) > 0:
+            if present:
+                return None  # the pull failed lately: the node's copy, without asking again
+            self.recorder.event(pod, NORMAL, "BackOff", f'Back-off pulling image "{image}"')
+            self.recorder.event(pod, WARNING, "Failed", "Error: ImagePullBackOff")
+            return ("ImagePullBackOff",
+                    f'Back-off pulling image "{image}": ErrImagePull: {failed[1]}')
+        self.recorder.event(pod, NORMAL, "Pulling", f'Pulling image "{image}"')
+        start = time.monotonic()
+        try:
+            await self.images.pull_image(image)
+        except ImagePullError as err:
+            now = time.time()
+            self.backoff.next(key, now)
+            state.pull_failures[image] = (now, str(err))
+            if present:
+                self.recorder.event(pod, WARNING, "Failed",
+                                    f'Failed to pull image "{image}": {err}; running the image '
+                                    "present on the node")
+                return None
+            self.recorder.event(pod, WARNING, "Failed", f'Failed to pull image "{image}": {err}')
+            self.recorder.event(pod, WARNING, "Failed", "Error: ErrImagePull")
+            return "ErrImagePull", str(err)
+        state.pull_failures.pop(image, None)
+        self.backoff.forget(lambda k: k == key)
+        self.recorder.event(pod, NORMAL, "Pulled", f'Successfully pulled image "{image}" in '
+                                                   f"{go_duration(time.monotonic() - start)}")
+        return None
+
     async def _container_config(self, pod: Obj, cspec: Obj, sandbox: PodSandbox,
                                 restart_count: int, spec_hash: str) -> ContainerConfig:
         meta = pod["metadata"]
@@ -366,7 +452,8 @@ class PodSyncer:
                         node_name=self.node_name, services=self.services_in(namespace),
                         configmaps=configmaps, allocatable=self.allocatable)
         command, args = expand_command(cspec, env)
-        limits = (cspec.get("resources") or {}).get("limits") or {}
+        resources = cspec.get("resources") or {}
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         memory_limit = to_int(limits["memory"]) if limits.get("memory") else 0
         return ContainerConfig(
             pod_uid=meta["uid"], pod_namespace=namespace, pod_name=meta["name"],
@@ -375,6 +462,8 @@ class PodSyncer:
             spec_hash=spec_hash, memory_limit=memory_limit,
             labels={LABEL_POD_UID: meta["uid"], LABEL_POD_NAME: meta["name"],
                     LABEL_POD_NAMESPACE: namespace, LABEL_CONTAINER_NAME: cspec["name"]},
+            cpu_limit=cpu_millis(limits.get("cpu")), cpu_request=cpu_millis(requests.get("cpu")),
+            memory_request=to_int(requests["memory"]) if requests.get("memory") else 0,
         )
 
     async def _kill_for_restart(self, pod: Obj, cspec: Obj, cur: Container,
@@ -497,4 +586,5 @@ class PodSyncer:
         return list(self._pods)
 
 
-__all__ = ["PodSyncer", "container_hash", "grace_period", "instances_by_name", "pod_ref"]
+__all__ = ["PodSyncer", "container_hash", "grace_period", "image_pull_policy",
+           "instances_by_name", "pod_ref", "port_mappings"]
