@@ -11,23 +11,41 @@ unchanged world writes nothing.
 
 A Service without a selector has Endpoints its user manages: they are left
 alone. When a Service goes, its Endpoints go with it.
+
+Two things are for the people and programs downstream:
+- a named targetPort that a selected pod does not define leaves that pod out
+  for that port, silently in Kubernetes; here it also records a Warning Event
+  (`FailedToResolvePort`) on the Service, since an Endpoints with no addresses
+  is otherwise a puzzle. The recorder folds repeats into one Event's count.
+- every write carries `endpoints.kubernetes.io/last-change-trigger-time`, as
+  Kubernetes' TriggerTimeTracker computes it: the earliest of the pod and
+  Service changes (a pod's Ready transition, the Service's creation) that the
+  Endpoints had not yet reflected. The proxy measures its network programming
+  latency from it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from kubelite.client import Client
 from kubelite.errors import NotFoundError
+from kubelite.events import WARNING, EventRecorder
 from kubelite.informer import object_key, split_key
+from kubelite.objects import parse_time
 from kubelite.selectors import LabelSelector, make_requirement
 
 from .base import Controller
 from .informers import NAMESPACE_INDEX, InformerFactory
-from .pods import is_ready
+from .pods import is_ready, ready_condition
 
 Obj = dict[str, Any]
+
+TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
+FAILED_TO_RESOLVE_PORT = "FailedToResolvePort"
 
 
 def service_selector(service: Obj) -> LabelSelector | None:
@@ -124,25 +142,122 @@ def endpoint_subsets(service: Obj, pods: list[Obj]) -> list[Obj]:
     for key in sorted(groups):
         subset = groups[key]
         out: Obj = {}
-        for field in ("addresses", "notReadyAddresses"):
-            if subset[field]:
-                out[field] = sorted(subset[field], key=_ip_key)
+        for kind in ("addresses", "notReadyAddresses"):
+            if subset[kind]:
+                out[kind] = sorted(subset[kind], key=_ip_key)
         if subset["ports"]:
             out["ports"] = subset["ports"]
         subsets.append(out)
     return subsets
 
 
+def unresolved_target_ports(service: Obj, pods: list[Obj]) -> list[tuple[Obj, int, int]]:
+    """(service port, pods lacking its named targetPort, pods considered) for each port
+    whose targetPort some selected, endpoint-worthy pod cannot resolve."""
+    selector = service_selector(service)
+    if selector is None:
+        return []
+    eligible = [p for p in pods if selector.matches_object(p) and should_be_in_endpoints(p)]
+    out = []
+    for service_port in (service.get("spec") or {}).get("ports") or ():
+        missing = sum(1 for p in eligible if find_port(p, service_port) is None)
+        if missing:
+            out.append((service_port, missing, len(eligible)))
+    return out
+
+
+def unresolved_message(service_port: Obj, missing: int, total: int) -> str:
+    """One stable message per port and situation, so that repeats fold into one Event."""
+    target = service_port.get("targetPort")
+    protocol = service_port.get("protocol") or "TCP"
+    which = "no selected pod defines" if missing == total else "some selected pods do not define"
+    return (f'port {service_port.get("port")}/{protocol}: {which} a container port named '
+            f'"{target}" ({protocol}); those pods are left out of the Endpoints for it')
+
+
+def _time_or_none(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = parse_time(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def pod_trigger_time(pod: Obj) -> tuple[str, datetime] | None:
+    """When the pod last changed in a way Endpoints care about: its Ready transition,
+    with the Ready status, since two transitions within a second share a timestamp."""
+    cond = ready_condition(pod)
+    when = _time_or_none(cond.get("lastTransitionTime")) if cond else None
+    return (str(cond.get("status")), when) if cond and when else None
+
+
+def format_trigger_time(when: datetime) -> str:
+    """RFC 3339 in UTC, with a fraction only when there is one (Go's RFC3339Nano)."""
+    text = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
+    return text + "Z"
+
+
+@dataclass
+class _TriggerState:
+    pods: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    service: datetime | None = None
+
+
+class TriggerTimeTracker:
+    """Kubernetes' TriggerTimeTracker: which change an Endpoints write reflects.
+
+    `compute` returns the earliest trigger time (a selected pod's Ready
+    transition, the Service's creation) that differs from what the last
+    successful sync saw, and the state to `commit` once that sync's write
+    succeeded, so that a write that fails and is retried still carries its
+    trigger time. A pod's Ready status is compared with its timestamp, since
+    timestamps have whole seconds and a pod may turn Ready within one.
+    """
+
+    def __init__(self) -> None:
+        self._state: dict[str, _TriggerState] = {}
+
+    def compute(self, key: str, service: Obj, pods: list[Obj]
+                ) -> tuple[datetime | None, _TriggerState]:
+        old = self._state.get(key) or _TriggerState()
+        new = _TriggerState()
+        earliest: datetime | None = None
+        for pod in pods:
+            trigger = pod_trigger_time(pod)
+            if trigger is None:
+                continue
+            name = (pod.get("metadata") or {}).get("name") or ""
+            new.pods[name] = trigger
+            if old.pods.get(name) != trigger:
+                when = trigger[1]
+                earliest = when if earliest is None else min(earliest, when)
+        new.service = _time_or_none((service.get("metadata") or {}).get("creationTimestamp"))
+        if new.service is not None and new.service != old.service:
+            earliest = new.service if earliest is None else min(earliest, new.service)
+        return earliest, new
+
+    def commit(self, key: str, state: _TriggerState) -> None:
+        self._state[key] = state
+
+    def forget(self, key: str) -> None:
+        self._state.pop(key, None)
+
+
 class EndpointsController(Controller[str]):
     name = "endpoint"
 
-    def __init__(self, client: Client, factory: InformerFactory) -> None:
+    def __init__(self, client: Client, factory: InformerFactory, *,
+                 recorder: EventRecorder | None = None) -> None:
         self.service_informer = factory.informer("services")
         self.pod_informer = factory.informer("pods")
         self.endpoints_informer = factory.informer("endpoints")
         super().__init__(informers=[self.service_informer, self.pod_informer,
                                     self.endpoints_informer])
         self.client = client
+        self.recorder = recorder or EventRecorder(client, component="endpoint-controller")
+        self.triggers = TriggerTimeTracker()
         self.service_informer.add_handler(on_add=self.enqueue,
                                           on_update=lambda old, cur: self.enqueue(cur),
                                           on_delete=self.enqueue)
@@ -184,6 +299,7 @@ class EndpointsController(Controller[str]):
         service = self.service_informer.get(key)
         current = self.endpoints_informer.get(key)
         if service is None:
+            self.triggers.forget(key)
             if current is not None:
                 try:
                     await self.client.delete("endpoints", name, namespace=namespace,
@@ -192,29 +308,59 @@ class EndpointsController(Controller[str]):
                     pass
             return
         spec = service.get("spec") or {}
-        if spec.get("type") == "ExternalName" or service_selector(service) is None:
+        selector = service_selector(service)
+        if spec.get("type") == "ExternalName" or selector is None:
+            self.triggers.forget(key)
             return  # user-managed Endpoints, or none at all
-        subsets = endpoint_subsets(service, self.pod_informer.by_index(NAMESPACE_INDEX,
-                                                                       namespace))
+        pods = self.pod_informer.by_index(NAMESPACE_INDEX, namespace)
+        for service_port, missing, total in unresolved_target_ports(service, pods):
+            self.recorder.event(service, WARNING, FAILED_TO_RESOLVE_PORT,
+                                unresolved_message(service_port, missing, total))
+        subsets = endpoint_subsets(service, pods)
+        trigger, trigger_state = self.triggers.compute(
+            key, service, [p for p in pods if selector.matches_object(p)])
         labels = dict(service["metadata"].get("labels") or {})
         if current is not None:
             same = ((current.get("subsets") or []) == subsets
                     and (current["metadata"].get("labels") or {}) == labels)
             if same:
+                self.triggers.commit(key, trigger_state)
                 return
-            updated = {**current, "metadata": {**current["metadata"], "labels": labels}}
+            meta = {**current["metadata"], "labels": labels,
+                    "annotations": _with_trigger(current["metadata"].get("annotations"),
+                                                 trigger)}
+            if not meta["annotations"]:
+                del meta["annotations"]
+            updated = {**current, "metadata": meta}
             if subsets:
                 updated["subsets"] = subsets
             else:
                 updated.pop("subsets", None)
             await self.client.update("endpoints", updated)
+            self.triggers.commit(key, trigger_state)
             return
         new: Obj = {"apiVersion": "v1", "kind": "Endpoints",
                     "metadata": {"name": name, "namespace": namespace, "labels": labels}}
+        annotations = _with_trigger(None, trigger)
+        if annotations:
+            new["metadata"]["annotations"] = annotations
         if subsets:
             new["subsets"] = subsets
         # AlreadyExists (our cache has not seen it yet) is retried like any error.
         await self.client.create("endpoints", new)
+        self.triggers.commit(key, trigger_state)
 
 
-__all__ = ["EndpointsController", "endpoint_subsets", "find_port", "should_be_in_endpoints"]
+def _with_trigger(annotations: dict[str, str] | None, trigger: datetime | None
+                  ) -> dict[str, str]:
+    """The annotations with the trigger time set, or cleared when nothing new triggered."""
+    out = dict(annotations or {})
+    if trigger is None:
+        out.pop(TRIGGER_TIME_ANNOTATION, None)
+    else:
+        out[TRIGGER_TIME_ANNOTATION] = format_trigger_time(trigger)
+    return out
+
+__all__ = ["EndpointsController", "FAILED_TO_RESOLVE_PORT", "TRIGGER_TIME_ANNOTATION",
+           "TriggerTimeTracker", "endpoint_subsets", "find_port", "should_be_in_endpoints",
+           "unresolved_target_ports"]
