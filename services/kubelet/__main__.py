@@ -19,8 +19,8 @@ from kubelite.component import run_component
 from kubelite.config import setup_logging
 from services.kubelet.config import KubeletConfig, add_kubelet_flags, config_from_args
 from services.kubelet.kubelet import Kubelet
-from services.kubelet.logs import KubeletService
 from services.kubelet.runtime_process import ProcessRuntime
+from services.kubelet.stats import KubeletStatsService
 
 log = logging.getLogger("kubelite.kubelet")
 
@@ -44,7 +44,7 @@ async def serve(config: KubeletConfig) -> None:
 
     def register(server: grpc.aio.Server) -> list[str]:
         api_pb2_grpc.add_KubeletServicer_to_server(
-            KubeletService(kubelet.runtime, kubelet.pod_by_name), server)
+            KubeletStatsService(kubelet.runtime, kubelet.pod_by_name, kubelet.stats), server)
         return ["kubelite.api.v1.Kubelet"]
 
     log.info("kubelet starting", extra={"kv": {

@@ -41,6 +41,7 @@ class KubeletConfig:
     orphan_grace: float = 2.0
     probe_period_scale: float = 1.0
     kill_pods_on_exit: bool = False
+    stats_period: float = 10.0
 
     @property
     def port(self) -> int:
@@ -87,6 +88,9 @@ def add_kubelet_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "--probe-period-scale", default=1.0,
              help="multiplies every probe's periodSeconds and initialDelaySeconds; the API "
                   "only takes whole seconds, so tests run probes faster with e.g. 0.2")
+    add_flag(p, "--stats-period", default=10.0,
+             help="seconds between samples of container and node usage (the Stats summary "
+                  "behind `kubelite top` and the HPA; cpu is the rate between two samples)")
     add_flag(p, "--kill-pods-on-exit", default=False,
              help="stop every container when the kubelet exits (by default they keep running "
                   "and a restarted kubelet adopts them)")
@@ -204,4 +208,5 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         orphan_grace=args.orphan_grace,
         probe_period_scale=args.probe_period_scale,
         kill_pods_on_exit=args.kill_pods_on_exit,
+        stats_period=args.stats_period,
     )

@@ -33,6 +33,7 @@ from services.kubelet.pleg import PLEG
 from services.kubelet.pod_sync import PodSyncer
 from services.kubelet.prober import ProbeManager, ProbeType
 from services.kubelet.runtime import Container, Runtime
+from services.kubelet.stats import StatsSampler
 
 log = logging.getLogger("kubelite.kubelet")
 
@@ -72,6 +73,8 @@ class Kubelet:
         self.node = NodeAgent(client, config, runtime_version=runtime.version)
         self.pleg = PLEG(self.runtime, period=config.pleg_relist_period,
                          on_change=self.queue.add)
+        self.stats = StatsSampler(self.runtime, node_name=config.node_name,
+                                  period=config.stats_period)
         self._inflight: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
 
@@ -140,6 +143,7 @@ class Kubelet:
             log.info("kubelet synced", extra={"kv": {"node": self.config.node_name,
                                                      "pods": len(self.pods.list())}})
             tasks.append(asyncio.create_task(self.pleg.run(), name="pleg"))
+            tasks.append(asyncio.create_task(self.stats.run(), name="stats"))
             tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
             self.ready.set()
             await asyncio.gather(*tasks)
