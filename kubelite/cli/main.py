@@ -26,6 +26,7 @@ from kubelite.cli import (
     logs,
     rollout,
     scale,
+    top,
     up,
 )
 from kubelite.cli.reporting import CliError, api_error_line, one_line
@@ -147,6 +148,17 @@ def build_parser() -> Parser:
                    metavar="FILE")
 
     add_workload_commands(commands, common)
+
+    p = commands.add_parser("top", parents=common,
+                            help="show cpu and memory use of nodes or pods")
+    p.add_argument("targets", nargs="+", metavar="node|pod [NAME]")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-l", "--selector", default="", help="label selector, e.g. app=web")
+    p.add_argument("--containers", action="store_true", help="one line per container")
+    p.add_argument("--sort-by", default="", choices=top.SORT_KEYS)
+    p.add_argument("--no-headers", action="store_true")
+    p.add_argument("--show-capacity", action="store_true",
+                   help="node percentages of capacity instead of allocatable")
 
     commands.add_parser("api-resources", parents=common, help="list the kinds served")
     commands.add_parser("version", parents=common, help="print the client version")
@@ -298,6 +310,12 @@ async def dispatch(args: argparse.Namespace, session: Session) -> int:
         return await delete.run(session, args.files, args.targets, options)
     if command == "create":
         return await create.run(session, args.files, args.targets)
+    if command == "top":
+        top_options = top.TopOptions(all_namespaces=args.all_namespaces,
+                                     label_selector=args.selector, containers=args.containers,
+                                     sort_by=args.sort_by, no_headers=args.no_headers,
+                                     show_capacity=args.show_capacity)
+        return await top.run(session, args.targets, top_options)
     code = await dispatch_workload(args, session)
     if code is not None:
         return code
