@@ -42,6 +42,9 @@ class KubeletConfig:
     probe_period_scale: float = 1.0
     kill_pods_on_exit: bool = False
     stats_period: float = 10.0
+    docker_host: str = ""  # --runtime docker: the engine (empty: $DOCKER_HOST or the socket)
+    docker_network: str = "bridge"
+    pod_infra_image: str = "kubelite:latest"
 
     @property
     def port(self) -> int:
@@ -62,8 +65,17 @@ def add_kubelet_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "--pod-cidr", default="",
              help="pod IPs come from here, e.g. 127.11.0.0/16 (default: a /16 of 127/8 "
                   "derived from the node name)")
-    add_flag(p, "--runtime", default="process", help="container runtime: process",
-             choices=["process"])
+    add_flag(p, "--runtime", default="process",
+             help="container runtime: process (local processes) or docker (sibling containers)",
+             choices=["process", "docker"])
+    add_flag(p, "--docker-host", default="",
+             help="the Docker engine for --runtime docker (default: $DOCKER_HOST, else "
+                  "unix:///var/run/docker.sock)")
+    add_flag(p, "--docker-network", default="bridge",
+             help="the Docker network pods run on; a pod's IP is its address there")
+    add_flag(p, "--pod-infra-image", default="kubelite:latest",
+             help="the image of each pod's holder (pause) container: its ENTRYPOINT if it has "
+                  "one, else `sleep infinity`")
     add_flag(p, "--cpu", default="", help="cpu capacity, e.g. 4 or 3500m (default: the host's)")
     add_flag(p, "--memory", default="",
              help="memory capacity, e.g. 8Gi (default: MemTotal of /proc/meminfo)")
@@ -209,4 +221,7 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         probe_period_scale=args.probe_period_scale,
         kill_pods_on_exit=args.kill_pods_on_exit,
         stats_period=args.stats_period,
+        docker_host=args.docker_host,
+        docker_network=args.docker_network,
+        pod_infra_image=args.pod_infra_image,
     )
