@@ -19,6 +19,7 @@ from kubelite.component import run_component
 from kubelite.config import setup_logging
 from services.kubelet.config import KubeletConfig, add_kubelet_flags, config_from_args
 from services.kubelet.kubelet import Kubelet
+from services.kubelet.runtime import Runtime
 from services.kubelet.runtime_process import ProcessRuntime
 from services.kubelet.stats import KubeletStatsService
 
@@ -37,8 +38,19 @@ def parse_args(argv: list[str] | None = None) -> KubeletConfig:
         raise  # unreachable: parser.error exits
 
 
+async def make_runtime(config: KubeletConfig) -> Runtime:
+    if config.runtime == "docker":
+        # Imported here: the docker SDK is an optional dependency ('.[docker]').
+        from services.kubelet.runtime_docker import DockerRuntime
+
+        return await DockerRuntime.connect(
+            node_name=config.node_name, network=config.docker_network,
+            pod_infra_image=config.pod_infra_image, docker_host=config.docker_host)
+    return ProcessRuntime(config.root_dir, pod_cidr=config.pod_cidr)
+
+
 async def serve(config: KubeletConfig) -> None:
-    runtime = ProcessRuntime(config.root_dir, pod_cidr=config.pod_cidr)
+    runtime = await make_runtime(config)
     client = Client(config.common.server)
     kubelet = Kubelet(config, client, runtime)
 

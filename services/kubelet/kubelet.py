@@ -32,7 +32,7 @@ from services.kubelet.node import NodeAgent
 from services.kubelet.pleg import PLEG
 from services.kubelet.pod_sync import PodSyncer
 from services.kubelet.prober import ProbeManager, ProbeType
-from services.kubelet.runtime import Container, Runtime
+from services.kubelet.runtime import Container, ImageService, Runtime
 from services.kubelet.stats import StatsSampler
 
 log = logging.getLogger("kubelite.kubelet")
@@ -69,6 +69,7 @@ class Kubelet:
             retry_delay=config.backoff_base, get_pod=self.pod_by_uid,
             services_in=lambda ns: self.services.by_index("namespace", ns),
             list_pods=self.pods.list,
+            images=runtime if isinstance(runtime, ImageService) else None,
         )
         self.node = NodeAgent(client, config, runtime_version=runtime.version)
         self.pleg = PLEG(self.runtime, period=config.pleg_relist_period,
