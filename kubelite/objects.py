@@ -1,4 +1,7 @@
-"""Small helpers over Kubernetes-shaped object dicts: keys, times, merge patch."""
+"""Small helpers over Kubernetes-shaped object dicts: times and merge patch.
+
+(Object keys live with the informer: kubelite.informer.object_key/split_key.)
+"""
 
 from __future__ import annotations
 
@@ -20,23 +23,6 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def meta(obj: dict[str, Any]) -> dict[str, Any]:
-    return obj.get("metadata") or {}
-
-
-def key_of(obj: dict[str, Any]) -> str:
-    """`namespace/name`, or `name` for cluster-scoped objects (the workqueue key)."""
-    m = meta(obj)
-    ns = m.get("namespace")
-    return f"{ns}/{m.get('name', '')}" if ns else m.get("name", "")
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """The inverse of key_of: ('namespace', 'name'), namespace '' for cluster-scoped."""
-    ns, _, name = key.rpartition("/")
-    return ns, name
-
-
 def merge_patch(target: Any, patch: Any) -> Any:
     """Applies an RFC 7386 JSON merge patch; returns a new value, leaving target alone."""
     if not isinstance(patch, dict):
@@ -48,7 +34,3 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
-
-
-def deepcopy(obj: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(obj)
