@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,10 +22,12 @@ from kubelite.resources import lookup
 HEALTH_PORT = 10257
 METRICS_PORT = 10252
 LEASE_NAME = "kube-controller-manager"
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:h|ms|m|s))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
-                     "nodelifecycle")
+                     "nodelifecycle", "horizontalpodautoscaling")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Config:
     node_monitor_grace_period: float
     node_monitor_period: float
     gc_resources: tuple[str, ...]
+    hpa_sync_period: float = 15.0
+    hpa_downscale_stabilization: float = 300.0
+    hpa_tolerance: float = 0.1
+    hpa_cpu_initialization_period: float = 300.0
+    hpa_initial_readiness_delay: float = 30.0
 
 
 def select_controllers(spec: str) -> tuple[str, ...]:
@@ -72,6 +80,20 @@ def gc_resources(spec: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def duration(text: str) -> float:
+    """Seconds from a Go duration (`15s`, `5m`, `1m30s`, `500ms`) or a plain number."""
+    text = str(text).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    match = _DURATION.fullmatch(text)
+    if not text or not match:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 15s, 5m, 1m30s)")
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * units[u] for n, u in _DURATION_PART.findall(text))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(prog="kubelite-controller-manager",
                                 description="Runs kubelite's reconcile loops.")
@@ -92,6 +114,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--gc-resources", default="pods,replicasets,deployments,services,endpoints,"
              "configmaps,horizontalpodautoscalers",
              help="resources whose ownerReferences the garbage collector follows")
+    add_flag(p, "--horizontal-pod-autoscaler-sync-period", default="15s", type=duration,
+             help="how often each HPA is synced (a duration: 15s, 1m; or seconds)")
+    add_flag(p, "--horizontal-pod-autoscaler-downscale-stabilization", default="5m",
+             type=duration, help="an HPA scales down to the highest recommendation of this "
+                                 "past window")
+    add_flag(p, "--horizontal-pod-autoscaler-tolerance", default=0.1,
+             help="the HPA does nothing while the metric is within this fraction of its target")
+    add_flag(p, "--horizontal-pod-autoscaler-cpu-initialization-period", default="5m",
+             type=duration, help="after a pod starts, its cpu samples count only once taken "
+                                 "wholly after it became ready")
+    add_flag(p, "--horizontal-pod-autoscaler-initial-readiness-delay", default="30s",
+             type=duration, help="after a pod starts, readiness changes within this delay "
+                                 "count as still starting")
     args = p.parse_args(argv)
     try:
         controllers = select_controllers(args.controllers)
@@ -110,6 +145,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         node_monitor_grace_period=args.node_monitor_grace_period,
         node_monitor_period=args.node_monitor_period,
         gc_resources=resources,
+        hpa_sync_period=args.horizontal_pod_autoscaler_sync_period,
+        hpa_downscale_stabilization=args.horizontal_pod_autoscaler_downscale_stabilization,
+        hpa_tolerance=args.horizontal_pod_autoscaler_tolerance,
+        hpa_cpu_initialization_period=args.horizontal_pod_autoscaler_cpu_initialization_period,
+        hpa_initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
     )
 
 

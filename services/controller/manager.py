@@ -20,6 +20,7 @@ from .config import Config
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
+from .hpa import HorizontalPodAutoscalerController, Readiness
 from .informers import InformerFactory
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
@@ -37,6 +38,12 @@ BUILDERS: dict[str, Builder] = {
     "nodelifecycle": lambda client, factory, config: NodeLifecycleController(
         client, factory, grace_period=config.node_monitor_grace_period,
         monitor_period=config.node_monitor_period),
+    "horizontalpodautoscaling": lambda client, factory, config: HorizontalPodAutoscalerController(
+        client, factory, sync_period=config.hpa_sync_period,
+        downscale_stabilization=config.hpa_downscale_stabilization,
+        tolerance=config.hpa_tolerance,
+        readiness=Readiness(config.hpa_cpu_initialization_period,
+                            config.hpa_initial_readiness_delay)),
 }
 
 
