@@ -29,7 +29,8 @@ import pytest
 
 from kubelite.client import Client
 from kubelite.errors import NotFoundError
-from services.kubelet.runtime import LABEL_CONTAINER_NAME, LABEL_POD_UID
+from kubelite.localcluster import free_port
+from services.kubelet.runtime import LABEL_CONTAINER_NAME, LABEL_POD_UID, ContainerState
 from services.kubelet.runtime_docker import (
     LABEL_MANAGED_BY,
     LABEL_NODE,
@@ -37,6 +38,10 @@ from services.kubelet.runtime_docker import (
     LABEL_SANDBOX_ID,
     LABEL_TYPE,
     MANAGED_BY,
+    Demuxer,
+    container_from_inspect,
+    cpu_shares,
+    parse_time,
 )
 from tests.test_kubelet import (
     KubeletProcess,
@@ -56,7 +61,70 @@ INFRA = "kubelite:latest"
 RUN = uuid.uuid4().hex[:8]
 TEST_LABEL = "io.kubelite.test"
 
-pytestmark = pytest.mark.slow
+
+
+# -- pure logic: Docker's answers read as the runtime's ------------------------------------
+
+
+def inspect_data(status: str, **state: Any) -> Obj:
+    return {"Id": "abc", "Created": "2026-11-27T00:00:00.5Z",
+            "Config": {"Image": BASE, "Labels": {LABEL_POD_UID: "u", LABEL_CONTAINER_NAME: "c",
+                                                LABEL_RESTART_COUNT: "3"}},
+            "State": {"Status": status, "ExitCode": 0, "OOMKilled": False, "Error": "",
+                      "StartedAt": "0001-01-01T00:00:00Z",
+                      "FinishedAt": "0001-01-01T00:00:00Z", **state}}
+
+
+def test_docker_times_parse_with_nanoseconds_and_the_zero_time_is_none() -> None:
+    """RFC 3339 with nanoseconds or offsets; Docker's zero time means "never"."""
+    assert parse_time("2026-11-27T00:12:25.982315061Z") == pytest.approx(1795738345.982315)
+    assert parse_time("2026-11-27T01:12:25+01:00") == pytest.approx(1795738345.0)
+    assert parse_time("0001-01-01T00:00:00Z") is None and parse_time("") is None
+
+
+def test_inspect_of_an_oom_killed_container_reads_as_oom_killed() -> None:
+    """State.OOMKilled becomes reason OOMKilled with Docker's exit code and restart count."""
+    c = container_from_inspect(inspect_data(
+        "exited", ExitCode=137, OOMKilled=True, StartedAt="2026-11-27T00:00:01Z",
+        FinishedAt="2026-11-27T00:00:02Z"))
+    assert c.state is ContainerState.EXITED and c.reason == "OOMKilled"
+    assert c.exit_code == 137 and c.restart_count == 3 and c.pod_uid == "u"
+    assert c.finished_at - c.started_at == pytest.approx(1.0)
+
+
+def test_a_container_docker_could_not_start_reads_as_a_start_error_exit() -> None:
+    """Docker leaves it "created" with State.Error; it is an exit that has a finish time."""
+    c = container_from_inspect(inspect_data("created", ExitCode=127, Error="exec: no such"))
+    assert c.state is ContainerState.EXITED and c.reason == "StartError"
+    assert c.exit_code == 127 and c.message == "exec: no such" and c.finished_at
+
+
+def test_a_container_created_but_never_started_is_replaced_after_a_while() -> None:
+    """Created moments ago (or being started) it is CREATED; left behind, a StartError."""
+    data = inspect_data("created")
+    created = parse_time(data["Created"])
+    assert container_from_inspect(data, now=created + 1).state is ContainerState.CREATED
+    old = container_from_inspect(data, now=created + 60)
+    assert old.state is ContainerState.EXITED and old.reason == "StartError"
+    assert container_from_inspect(data, starting=True, now=created + 60).state is \
+        ContainerState.CREATED
+
+
+def test_exec_output_is_demultiplexed_across_reads_and_bounded() -> None:
+    """Frames split across reads are joined; only the last bytes are kept."""
+    frame = lambda kind, data: bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data  # noqa: E731
+    raw = frame(1, b"out ") + frame(2, b"err ") + frame(1, b"end")
+    d = Demuxer(limit=100)
+    for i in range(0, len(raw), 5):
+        d.feed(raw[i:i + 5])
+    assert bytes(d.output) == b"out err end"
+    small = Demuxer(limit=4)
+    small.feed(raw)
+    assert bytes(small.output) == b" end"
+
+
+def test_cpu_requests_become_cpu_shares_as_the_kubelet_computes_them() -> None:
+    assert cpu_shares(250) == 256 and cpu_shares(1000) == 1024 and cpu_shares(1) == 2
 
 
 # -- Docker plumbing (blocking: tests call it through asyncio.to_thread) ---------------
@@ -353,6 +421,16 @@ async def test_always_runs_the_local_image_when_the_pull_fails(
     failed = [e for e in await events_for(client, ns, "always", "Failed")]
     assert any("running the image present on the node" in e["message"] and
                e["type"] == "Warning" for e in failed)
+
+
+async def test_host_port_is_published_on_the_node(
+        client: Client, kubelet: KubeletProcess, ns: str) -> None:
+    """A container port with hostPort is reachable on the node's address."""
+    port = free_port()
+    await client.create("pods", make_pod("hosted", ns, kubelet.node, demo(ports=[
+        {"name": "http", "containerPort": 8080, "hostPort": port}])))
+    await wait_running_ready(client, "hosted", ns, within=30)
+    assert await answers(f"http://127.0.0.1:{port}/") == "hosted\n"
 
 
 async def test_container_over_its_memory_limit_is_oom_killed(

@@ -389,6 +389,12 @@ class DockerRuntime:
                 await self._call(self.api.remove_container, row["Id"], force=True)
         self._sandboxes.pop(uid, None)
 
+    def _create_blocking(self, args: Obj) -> str:
+        """docker create (in a pool thread); args["host_config"] holds HostConfig's kwargs."""
+        api = self.api
+        args = dict(args, host_config=api.create_host_config(**args["host_config"]))
+        return api.create_container(**args)["Id"]
+
     async def _create_sandbox(self, config: PodSandboxConfig, *, attempt: int) -> PodSandbox:
         api = self.api
         labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_NODE: self.node_name,
@@ -406,20 +412,19 @@ class DockerRuntime:
                 {"containerPort": p.container_port, "protocol": p.protocol,
                  **({"hostPort": p.host_port} if p.host_port else {})}
                 for p in config.port_mappings])
-        host_config = api.create_host_config(
-            network_mode=self.network, ipc_mode="shareable", port_bindings=bindings or None,
-            log_config=LOG_CONFIG, restart_policy={"Name": "no"})
+        host_config = {"network_mode": self.network, "ipc_mode": "shareable",
+                       "port_bindings": bindings or None, "log_config": LOG_CONFIG,
+                       "restart_policy": {"Name": "no"}}
         try:
-            created = await self._call(
-                api.create_container, self.pod_infra_image,
-                entrypoint=self._infra_command, command=[] if self._infra_command else None,
-                hostname=(config.hostname or config.name)[:63], labels=labels,
-                ports=ports or None, host_config=host_config,
-                name=sandbox_name(config, attempt))
+            holder_id = await self._call(self._create_blocking, {
+                "image": self.pod_infra_image, "entrypoint": self._infra_command,
+                "command": [] if self._infra_command else None,
+                "hostname": (config.hostname or config.name)[:63], "labels": labels,
+                "ports": ports or None, "host_config": host_config,
+                "name": sandbox_name(config, attempt)})
         except NotFound as err:
             raise RuntimeError_(f"cannot create the pod sandbox: the pod infra image "
                                 f"{self.pod_infra_image!r} is not present: {err}") from err
-        holder_id = created["Id"]
         try:
             await self._call(api.start, holder_id)
             data = await self._call(api.inspect_container, holder_id)
@@ -459,7 +464,6 @@ class DockerRuntime:
                                   "sandbox")
 
     def _create_args(self, holder_id: str, config: ContainerConfig) -> Obj:
-        api = self.api
         labels = dict(config.labels)
         labels.update({
             LABEL_MANAGED_BY: MANAGED_BY, LABEL_NODE: self.node_name, LABEL_TYPE: TYPE_CONTAINER,
@@ -473,14 +477,15 @@ class DockerRuntime:
         if config.memory_request:
             labels[LABEL_MEMORY_REQUEST] = str(config.memory_request)
         env = dict(config.env)  # later entries win
-        host_config = api.create_host_config(
-            network_mode=f"container:{holder_id}", ipc_mode=f"container:{holder_id}",
-            mem_limit=config.memory_limit or None,
+        host_config = {
+            "network_mode": f"container:{holder_id}", "ipc_mode": f"container:{holder_id}",
+            "mem_limit": config.memory_limit or None,
             # No swap, as Kubernetes: a container over its limit is OOM-killed.
-            memswap_limit=config.memory_limit or None,
-            nano_cpus=config.cpu_limit * 1_000_000 or None,
-            cpu_shares=cpu_shares(config.cpu_request) if config.cpu_request else None,
-            log_config=LOG_CONFIG, restart_policy={"Name": "no"})
+            "memswap_limit": config.memory_limit or None,
+            "nano_cpus": config.cpu_limit * 1_000_000 or None,
+            "cpu_shares": cpu_shares(config.cpu_request) if config.cpu_request else None,
+            "log_config": LOG_CONFIG, "restart_policy": {"Name": "no"},
+        }
         # Kubernetes' mapping: command replaces the image's ENTRYPOINT, args its CMD; with
         # no command the image's ENTRYPOINT runs, with args (if any) as its CMD.
         return {
@@ -496,8 +501,7 @@ class DockerRuntime:
         """Creates the container; a leftover of ours under the same name is removed first."""
         for attempt in range(2):
             try:
-                created = await self._call(self.api.create_container, **args)
-                return created["Id"]
+                return await self._call(self._create_blocking, args)
             except Conflict:
                 old = await self._inspect(args["name"])
                 if attempt or old is None or (old.get("State") or {}).get("Running"):
