@@ -30,7 +30,13 @@ import pytest
 from kubelite.client import Client
 from kubelite.errors import NotFoundError
 from kubelite.localcluster import free_port
-from services.kubelet.runtime import LABEL_CONTAINER_NAME, LABEL_POD_UID, ContainerState
+from services.kubelet.runtime import (
+    LABEL_CONTAINER_NAME,
+    LABEL_POD_UID,
+    ContainerConfig,
+    ContainerState,
+    PodSandboxConfig,
+)
 from services.kubelet.runtime_docker import (
     LABEL_MANAGED_BY,
     LABEL_NODE,
@@ -39,6 +45,7 @@ from services.kubelet.runtime_docker import (
     LABEL_TYPE,
     MANAGED_BY,
     Demuxer,
+    DockerRuntime,
     container_from_inspect,
     cpu_shares,
     parse_time,
@@ -245,6 +252,51 @@ async def pod_logs(client: Client, name: str, ns: str, **kw: Any) -> bytes:
 def _id(container_id: str) -> str:
     assert container_id.startswith("docker://"), container_id
     return container_id.removeprefix("docker://")
+
+
+# -- the runtime in this process ---------------------------------------------------------
+
+
+async def test_runtime_calls_never_block_the_event_loop(
+        docker_api: Any, network: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A pod's whole life through the runtime, with asyncio's debug mode reporting any
+    callback that holds the loop for 50 ms: there is none."""
+    node = f"kl-inproc-{RUN}"
+    NODES.append(node)
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    caplog.set_level("WARNING", logger="asyncio")
+    runtime = await DockerRuntime.connect(node_name=node, network=network,
+                                          pod_infra_image=INFRA)
+    try:
+        await runtime.start()
+        sandbox = await runtime.run_pod_sandbox(PodSandboxConfig(uid="u1", namespace="ns",
+                                                                 name="p"))
+        started = await runtime.start_container(sandbox, ContainerConfig(
+            pod_uid="u1", pod_namespace="ns", pod_name="p", name="main", image=BASE,
+            command=["sh", "-c", "echo hello; exec sleep 60"], args=[], env=[]))
+        assert started.running
+        result = await runtime.exec(started.id, ["sh", "-c", "echo $((6 * 7))"], time_limit=5)
+        assert (result.exit_code, result.output) == (0, b"42\n")
+        timed_out = await runtime.exec(started.id, ["sleep", "5"], time_limit=0.3)
+        assert timed_out.timed_out
+
+        async def said_hello() -> bool:
+            return b"hello" in b"".join([c async for c in runtime.logs(started.id)])
+        await eventually(said_hello, what="the container's output")
+        await runtime.stop_container(started.id, grace=0.5)
+        stopped = await runtime.container_status(started.id)
+        assert stopped is not None and stopped.exited and stopped.exit_code == 137
+        await runtime.remove_container(started.id)
+        await runtime.remove_pod_sandbox("u1")
+        assert await runtime.list_containers() == []
+        assert await runtime.list_pod_sandboxes() == []
+    finally:
+        await runtime.close()
+        loop.set_debug(False)
+    slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert not slow, slow
 
 
 # -- running pods ------------------------------------------------------------------------
