@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import random
 import re
 import shutil
 import signal
@@ -56,6 +57,10 @@ from services.proxy.rules import RenderOptions, render_rules
 REPO = Path(__file__).resolve().parent.parent
 ECHO = str(REPO / "images" / "demo" / "echo.py")
 NS = "bench-svc"
+# The pods' own port, picked per run: every `kubelite up` on a host hands out pod IPs from
+# the same loopback ranges, so with a fixed port another cluster's pod (or a process it
+# leaked) on the same IP would answer our probes and requests.
+ECHO_PORT = random.randint(18000, 19999)
 #: mode -> process -> (user, system) CPU microseconds per request
 CpuTable = dict[str, dict[str, tuple[float, float]]]
 # Shortened probe periods only make pods Ready sooner; nothing measured depends on them.
@@ -79,9 +84,11 @@ def echo_deployment(name: str, replicas: int, marker: str = "") -> dict[str, Any
     container = {
         "name": "web", "image": "kubelite/demo:latest", "command": command,
         "env": [{"name": "BIND", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "ports": [{"containerPort": 8080, "name": "http"}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "PORT", "value": str(ECHO_PORT)}],
+        "ports": [{"containerPort": ECHO_PORT, "name": "http"}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": ECHO_PORT},
+                           "periodSeconds": 1},
     }
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
@@ -281,17 +288,17 @@ async def proxy_overhead(api: Client, clients: int, seconds: float, proxies: dic
     watched = {"client": os.getpid(), **proxies}
     for pid in pids_with(marker)[:1]:
         watched["pod"] = pid
-    await load(pod_ip, 8080, clients, 1.0)  # warm both paths up
+    await load(pod_ip, ECHO_PORT, clients, 1.0)  # warm both paths up
     await load(ip, 8080, clients, 1.0)
     rates: dict[str, list[float]] = {"direct": [], "proxied": []}
     # mode -> process -> (user, system) CPU microseconds per request, averaged over runs
     cpu: CpuTable = {"direct": {}, "proxied": {}}
     rounds = 2  # alternate, so that drift hits both alike
     for _ in range(rounds):
-        for mode, host in (("direct", pod_ip), ("proxied", ip)):
+        for mode, host, port in (("direct", pod_ip, ECHO_PORT), ("proxied", ip, 8080)):
             before = {k: cpu_seconds(pid) for k, pid in watched.items()}
             start = time.monotonic()
-            rate, failed = await load(host, 8080, clients, seconds)
+            rate, failed = await load(host, port, clients, seconds)
             requests = max(1.0, rate * (time.monotonic() - start))
             rates[mode].append(rate)
             for k, pid in watched.items():
@@ -300,7 +307,7 @@ async def proxy_overhead(api: Client, clients: int, seconds: float, proxies: dic
                        (system - before[k][1]) / requests * 1e6)
                 old = cpu[mode].get(k, (0.0, 0.0))
                 cpu[mode][k] = (old[0] + per[0] / rounds, old[1] + per[1] / rounds)
-            print(f"  {mode:8s}{host}:8080  {rate:7.0f} req/s ({failed} failed)", flush=True)
+            print(f"  {mode:8s}{host}:{port}  {rate:7.0f} req/s ({failed} failed)", flush=True)
     return rates["direct"], rates["proxied"], cpu
 
 
@@ -354,7 +361,10 @@ def run_cluster(args: argparse.Namespace) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             up.kill()
             up.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"(the cluster's data and logs are in {workdir})")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- iptables sync time --------------------------------------------------------------------
@@ -448,6 +458,8 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--skip-cluster", action="store_true",
                         help="only the iptables sync time")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the cluster's data dir and logs (printed at the end)")
     args = parser.parse_args()
 
     figures: dict[str, Any] = {}

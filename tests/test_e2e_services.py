@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -51,6 +52,19 @@ def _low_ports_allowed() -> bool:
 # The userspace proxy binds ClusterIP:port itself, so port 80 needs root (or a lowered
 # ip_unprivileged_port_start); elsewhere the tests use 8080.
 SERVICE_PORT = 80 if _low_ports_allowed() else 8080
+# The echo pods listen on a port of this run's own. Every `kubelite up` on a host hands out
+# pod IPs from the same loopback ranges, so a fixed port would let another cluster's pod
+# (or a process it leaked) on the same IP answer our probes and requests.
+ECHO_PORT = random.randint(18000, 19999)
+
+
+def echo() -> dict[str, Any]:
+    """The demo echo server (tests/e2e.py's container) on ECHO_PORT."""
+    container = echo_container()
+    container["env"].append({"name": "PORT", "value": str(ECHO_PORT)})
+    container["ports"] = [{"containerPort": ECHO_PORT, "name": "http"}]
+    container["readinessProbe"]["httpGet"]["port"] = ECHO_PORT
+    return container
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +96,12 @@ def deployment(name: str, replicas: int) -> dict:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                      "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [echo_container()],
+                                  "spec": {"containers": [echo()],
                                            "terminationGracePeriodSeconds": 2}}}}
 
 
 def service(name: str, *, selector: dict | None = None, port: int = SERVICE_PORT,
-            target: int | str = 8080, type_: str = "ClusterIP",
+            target: int | str = ECHO_PORT, type_: str = "ClusterIP",
             cluster_ip: str | None = None) -> dict:
     spec: dict[str, Any] = {"type": type_, "selector": selector or {"app": name},
                             "ports": [{"name": "http", "port": port, "targetPort": target}]}
@@ -208,7 +222,7 @@ async def test_cluster_ip_spreads_requests_over_every_ready_pod(api: Client, ns:
     out = cli(cluster, "get", "svc,ep", "-n", ns)
     assert out.returncode == 0, out.stderr
     assert ip in out.stdout and f"{SERVICE_PORT}/TCP" in out.stdout
-    assert addresses(ep)[0]["ip"] + ":8080" in out.stdout
+    assert f'{addresses(ep)[0]["ip"]}:{ECHO_PORT}' in out.stdout
 
 
 async def _watch_ready(api: Client, ns: str, rv: str, name: str, ready: bool,
@@ -228,7 +242,7 @@ async def test_an_unready_backend_gets_no_new_connections_and_comes_back(
     the watch showing Ready=False, and gets them again once it is Ready."""
     for i in range(3):
         (tmp_path / f"ready-{i}").touch()
-        container = echo_container()
+        container = echo()
         container["readinessProbe"] = {
             "exec": {"command": ["test", "-f", str(tmp_path / f"ready-{i}")]},
             "periodSeconds": 1, "failureThreshold": 1}
@@ -316,8 +330,8 @@ async def test_a_node_port_answers_on_every_node(api: Client, ns: str,
                                                  cluster: Cluster) -> None:
     """`kubelite expose --type NodePort`: the port answers on both nodes' IPs."""
     await api.create("deployments", deployment("np", 2), namespace=ns)
-    out = cli(cluster, "expose", "deployment/np", "--port", "8080", "--type", "NodePort",
-              "-n", ns)
+    out = cli(cluster, "expose", "deployment/np", "--port", "8080", "--target-port", "http",
+              "--type", "NodePort", "-n", ns)
     assert out.returncode == 0, out.stderr
     svc = await api.get("services", "np", namespace=ns)
     node_port = svc["spec"]["ports"][0]["nodePort"]
