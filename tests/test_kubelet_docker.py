@@ -342,6 +342,24 @@ async def test_demo_pod_runs_ready_on_the_cluster_network_and_answers_http(
     node = await client.get("nodes", kubelet.node)
     assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
     assert b"listening on 0.0.0.0:8080" in await pod_logs(client, "web", ns)
+
+    followed = bytearray()
+
+    async def follow() -> None:
+        async for chunk in client.logs("web", namespace=ns, follow=True):
+            followed.extend(chunk)
+    reader = asyncio.create_task(follow())
+    try:
+        await asyncio.sleep(0.5)
+        await answers(f"http://{ip}:8080/follow-marker")
+
+        async def streamed() -> bool:
+            return b"GET /follow-marker" in followed
+        await eventually(streamed, what="the new line in the followed log")
+        assert not reader.done()
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
     pulled = await events_for(client, ns, "web", "Pulled")
     assert any("already present on machine" in e["message"] for e in pulled)
 

@@ -251,7 +251,7 @@ class DockerRuntime:
             if err.status_code == 409:
                 raise Conflict(_explain(err)) from err
             raise RuntimeError_(_explain(err)) from err
-        except (requests.exceptions.ConnectionError, docker_errors.DockerException) as err:
+        except (requests.exceptions.RequestException, docker_errors.DockerException) as err:
             raise RuntimeError_(f"cannot reach the Docker engine: {err}") from err
 
     def _labels_filter(self, **extra: str) -> dict[str, list[str]]:
