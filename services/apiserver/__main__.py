@@ -16,9 +16,11 @@ from prometheus_client import start_http_server
 from kubelite.api.v1 import api_pb2, api_pb2_grpc
 from kubelite.config import add_flag, setup_logging
 from kubelite.errors import UnavailableError
+from kubelite.resources import RESOURCES
 from kubelite.validation import DEFAULT_SCHEMA_VERSION, resolve_schema_version
 
 from .allocators import ServiceAllocator
+from .metrics import track_storage
 from .registry import Registry
 from .service import ApiService
 from .storage import Storage
@@ -147,6 +149,8 @@ async def serve(config: Config) -> None:
     bootstrap = asyncio.create_task(_bootstrap(registry, health_servicer))
     expiry = asyncio.create_task(registry.expire_events(
         config.event_ttl, every=min(60.0, max(config.event_ttl / 4, 0.1))))
+    storage_metrics = asyncio.create_task(track_storage(
+        storage, cache, [info.plural for info in RESOURCES]))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -157,6 +161,7 @@ async def serve(config: Config) -> None:
     await health_servicer.enter_graceful_shutdown()
     bootstrap.cancel()
     expiry.cancel()
+    storage_metrics.cancel()
     await cache.stop()
     await server.stop(config.shutdown_grace)
     await registry.stop()

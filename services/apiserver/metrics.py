@@ -1,5 +1,8 @@
 """The apiserver's Prometheus metrics, named as Kubernetes names them."""
 
+import asyncio
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
@@ -20,3 +23,35 @@ REGISTERED_WATCHERS = Gauge(
 WATCH_CACHE_REVISION = Gauge(
     "apiserver_watch_cache_revision", "The last revision the watch cache fanned out.",
 )
+STORAGE_OBJECTS = Gauge(
+    "apiserver_storage_objects", "Number of stored objects at the time of last check, split "
+    "by kind.", ["resource"],
+)
+WATCH_CACHE_LAG = Gauge(
+    "apiserver_watch_cache_lag_revisions",
+    "The storage's current revision minus the last revision the watch cache fanned out.",
+)
+
+STORAGE_SAMPLE_SECONDS = 2.0
+
+
+async def track_storage(storage, cache, resources, *, every=STORAGE_SAMPLE_SECONDS):
+    """Sets STORAGE_OBJECTS and WATCH_CACHE_LAG every `every` seconds, until cancelled
+    (Kubernetes counts stored objects periodically too, rather than on every write)."""
+    async def read():
+        pipe = storage.redis.pipeline(transaction=False)
+        pipe.get(storage.rev_key)
+        for resource in resources:
+            pipe.hlen(storage.hash_key(resource))
+        return await pipe.execute()
+
+    while True:
+        try:
+            revision, *counts = await storage.guard(read)
+            WATCH_CACHE_LAG.set(max(0, int(revision or 0) - cache.revision))
+            for resource, count in zip(resources, counts, strict=True):
+                STORAGE_OBJECTS.labels(resource).set(count)
+        except Exception as err:  # noqa: BLE001 - a missed sample is only a stale gauge
+            logging.getLogger("kubelite.apiserver.metrics").debug(
+                "storage metrics not sampled", extra={"kv": {"error": str(err)}})
+        await asyncio.sleep(every)
