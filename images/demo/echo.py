@@ -32,10 +32,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         print(f"{self.client_address[0]} {fmt % args}", flush=True)
 
 
+class Server(http.server.ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: with more connects in flight than that,
+    # the kernel drops SYNs and each dropped one stalls its client for the 1 s retransmit.
+    request_queue_size = 1024
+
+
 if __name__ == "__main__":
     # Extra arguments (e.g. --marker=...) only label the process for tests.
     print(f"echo server {NAME} listening on {BIND}:{PORT}", flush=True)
-    server = http.server.ThreadingHTTPServer((BIND, PORT), Handler)
+    server = Server((BIND, PORT), Handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
