@@ -35,7 +35,9 @@ from services.kubelet.runtime import (
     LABEL_POD_UID,
     ContainerConfig,
     ContainerState,
+    ImageService,
     PodSandboxConfig,
+    Runtime,
 )
 from services.kubelet.runtime_docker import (
     LABEL_MANAGED_BY,
@@ -269,6 +271,7 @@ async def test_runtime_calls_never_block_the_event_loop(
     caplog.set_level("WARNING", logger="asyncio")
     runtime = await DockerRuntime.connect(node_name=node, network=network,
                                           pod_infra_image=INFRA)
+    assert isinstance(runtime, Runtime) and isinstance(runtime, ImageService)
     try:
         await runtime.start()
         sandbox = await runtime.run_pod_sandbox(PodSandboxConfig(uid="u1", namespace="ns",
