@@ -284,6 +284,8 @@ async def test_runtime_calls_never_block_the_event_loop(
         assert (result.exit_code, result.output) == (0, b"42\n")
         timed_out = await runtime.exec(started.id, ["sleep", "5"], time_limit=0.3)
         assert timed_out.timed_out
+        usage = await runtime.container_stats(started.id)
+        assert usage is not None and usage.cpu_seconds > 0 and usage.memory_bytes > 0
 
         async def said_hello() -> bool:
             return b"hello" in b"".join([c async for c in runtime.logs(started.id)])
