@@ -13,8 +13,12 @@ temporary directory and measures, with echo pods that answer with their name:
 2. **Proxy overhead.** Requests per second of `--clients` concurrent asyncio
    HTTP/1.0 clients (a new connection per request, as the echo server closes
    each one), for `--seconds` each, alternately direct to one pod's IP and
-   through the ClusterIP of a Service whose only endpoint is that pod. The same
-   client, pod and run for both; the ratio is proxied / direct.
+   through the ClusterIP of a Service whose only endpoint is that pod,
+   `--rounds` times. The same client, pod and run for both; the ratio is
+   proxied / direct. It also prints the CPU that each process (client, each
+   proxy, the pod) spent per request, from /proc: on a saturated machine the
+   throughput ratio tends to the ratio of those totals, which is steadier than
+   req/s when other work shares the machine.
 3. **Sync time** in iptables mode for `--services` services x `--endpoints`
    endpoints: `rules.render_rules(...).text()` alone, and (as root, with ip and
    iptables) the proxier's full sync and a one-endpoint change, restored into a
@@ -44,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -270,8 +275,8 @@ async def load(host: str, port: int, clients: int, seconds: float) -> tuple[floa
     return done / (time.monotonic() - start), failed
 
 
-async def proxy_overhead(api: Client, clients: int, seconds: float, proxies: dict[str, int]
-                         ) -> tuple[list[float], list[float], CpuTable]:
+async def proxy_overhead(api: Client, clients: int, seconds: float, rounds: int,
+                         proxies: dict[str, int]) -> tuple[list[float], list[float], CpuTable]:
     """Alternating runs direct and through the ClusterIP; also the CPU each process spent
     per request (microseconds), to show where the time goes."""
     marker = f"bench-tput-{uuid.uuid4().hex[:8]}"
@@ -293,8 +298,7 @@ async def proxy_overhead(api: Client, clients: int, seconds: float, proxies: dic
     rates: dict[str, list[float]] = {"direct": [], "proxied": []}
     # mode -> process -> (user, system) CPU microseconds per request, averaged over runs
     cpu: CpuTable = {"direct": {}, "proxied": {}}
-    rounds = 2  # alternate, so that drift hits both alike
-    for _ in range(rounds):
+    for _ in range(rounds):  # alternate, so that drift hits both alike
         for mode, host, port in (("direct", pod_ip, ECHO_PORT), ("proxied", ip, 8080)):
             before = {k: cpu_seconds(pid) for k, pid in watched.items()}
             start = time.monotonic()
@@ -308,11 +312,26 @@ async def proxy_overhead(api: Client, clients: int, seconds: float, proxies: dic
                 old = cpu[mode].get(k, (0.0, 0.0))
                 cpu[mode][k] = (old[0] + per[0] / rounds, old[1] + per[1] / rounds)
             print(f"  {mode:8s}{host}:{port}  {rate:7.0f} req/s ({failed} failed)", flush=True)
+        print(f"  ratio {rates['proxied'][-1] / rates['direct'][-1]:.0%}", flush=True)
     return rates["direct"], rates["proxied"], cpu
 
 
-async def cluster_figures(target: str, args: argparse.Namespace, proxies: dict[str, int]
-                          ) -> dict[str, Any]:
+def programming_metric(metrics_ports: list[int]) -> tuple[float, int]:
+    """(sum, count) of the proxies' kubeproxy_network_programming_duration_seconds."""
+    total, count = 0.0, 0
+    for port in metrics_ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            if line.startswith("kubeproxy_network_programming_duration_seconds_sum"):
+                total += float(line.split()[-1])
+            elif line.startswith("kubeproxy_network_programming_duration_seconds_count"):
+                count += int(float(line.split()[-1]))
+    return total, count
+
+
+async def cluster_figures(target: str, args: argparse.Namespace, proxies: dict[str, int],
+                          metrics_ports: list[int]) -> dict[str, Any]:
     async with Client(target) as api:
         async def two_nodes() -> bool:
             nodes = (await api.list("nodes")).items
@@ -322,7 +341,10 @@ async def cluster_figures(target: str, args: argparse.Namespace, proxies: dict[s
         await api.create("namespaces", {"metadata": {"name": NS}})
         print(f"endpoint-change-to-rule latency: {args.pods} pods added one at a time "
               f"({args.pollers} pollers through the ClusterIP)", flush=True)
+        before = await asyncio.to_thread(programming_metric, metrics_ports)
         latencies = await rule_latency(api, args.pods, args.pollers)
+        after = await asyncio.to_thread(programming_metric, metrics_ports)
+        programmed = ((after[0] - before[0]) / max(1, after[1] - before[1]), after[1] - before[1])
         await api.patch("deployments", "lat", {"spec": {"replicas": 0}}, namespace=NS)
 
         async def lat_gone() -> bool:
@@ -331,9 +353,11 @@ async def cluster_figures(target: str, args: argparse.Namespace, proxies: dict[s
 
         await wait_for(lat_gone, within=60, what="the latency pods to go")
         print(f"proxy overhead: {args.clients} clients, {args.seconds:g} s per run, "
-              "one endpoint", flush=True)
-        direct, proxied, cpu = await proxy_overhead(api, args.clients, args.seconds, proxies)
-    return {"latencies": latencies, "direct": direct, "proxied": proxied, "cpu": cpu}
+              f"{args.rounds} rounds, one endpoint", flush=True)
+        direct, proxied, cpu = await proxy_overhead(api, args.clients, args.seconds,
+                                                    args.rounds, proxies)
+    return {"latencies": latencies, "direct": direct, "proxied": proxied, "cpu": cpu,
+            "programmed": programmed}
 
 
 def run_cluster(args: argparse.Namespace) -> dict[str, Any]:
@@ -353,7 +377,9 @@ def run_cluster(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.1)
         proxies = {name: int(pid) for name, pid in
                    re.findall(r"(proxy-\d+) \(pid (\d+)\)", started)}
-        return asyncio.run(cluster_figures(target, args, proxies))
+        metrics_ports = [int(port) for port in
+                         re.findall(r"proxy-\d+:\s+http://127\.0\.0\.1:(\d+)/metrics", started)]
+        return asyncio.run(cluster_figures(target, args, proxies, metrics_ports))
     finally:
         up.send_signal(signal.SIGTERM)
         try:
@@ -454,6 +480,8 @@ def main() -> None:
                         help="concurrent connections polling the ClusterIP")
     parser.add_argument("--clients", type=int, default=8, help="concurrent load clients")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per load run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="load runs each way, alternating direct and proxied")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--skip-cluster", action="store_true",
@@ -486,11 +514,18 @@ def main() -> None:
               f"p50 {percentile(lat, 0.5) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
               f"max {max(lat) * 1000:.1f} ms   goal p99 <= 500 ms: "
               f"{'met' if p99 <= 0.5 else 'MISSED'}")
+        mean, count = figures["programmed"]
+        print(f"    the proxies' own kubeproxy_network_programming_duration_seconds over the "
+              f"same changes: mean {mean * 1000:.0f} ms of {count} observations (measured "
+              "from last-change-trigger-time, whole seconds: up to 1 s high)")
         direct = statistics.mean(figures["direct"])
         proxied = statistics.mean(figures["proxied"])
         ratio = proxied / direct
-        print(f"  proxy overhead ({args.clients} clients): direct {direct:.0f} req/s, "
-              f"through the userspace proxy {proxied:.0f} req/s, ratio {ratio:.0%}   "
+        each = ", ".join(f"{p / d:.0%}" for d, p in zip(figures["direct"], figures["proxied"],
+                                                         strict=True))
+        print(f"  proxy overhead ({args.clients} clients, {args.rounds} x {args.seconds:g} s "
+              f"each way): direct {direct:.0f} req/s, through the userspace proxy "
+              f"{proxied:.0f} req/s, ratio {ratio:.0%} (rounds: {each})   "
               f"goal >= 50%: {'met' if ratio >= 0.5 else 'MISSED'}")
         totals = {}
         for mode, spent in figures["cpu"].items():
