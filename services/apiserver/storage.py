@@ -175,7 +175,11 @@ class Storage:
             socket_connect_timeout=min(timeout, 2.0),
             retry=Retry(NoBackoff(), 0),
         )
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=timeout, **common)
+        # No socket_timeout here: guard() bounds every call already, and redis-py
+        # would wrap each send in one more wait_for. A blocking pool queues calls
+        # beyond max_connections instead of failing them.
+        self.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=timeout, **common))
         # Blocking stream reads get a connection of their own, with a timeout
         # longer than the block, so that they never starve ordinary calls.
         self.stream_redis = aioredis.Redis.from_url(
@@ -210,8 +214,9 @@ class Storage:
         """Runs one Redis operation, bounded in time, with failures as UnavailableError."""
         awaitable = op() if callable(op) else op
         try:
-            return await asyncio.wait_for(awaitable, timeout or self.timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+            async with asyncio.timeout(timeout or self.timeout):
+                return await awaitable
+        except TimeoutError:
             raise UnavailableError("storage is unavailable: redis did not answer in time") from None
         except ResponseError as err:
             if "BUSY" in str(err) or "LOADING" in str(err) or "READONLY" in str(err):

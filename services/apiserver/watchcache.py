@@ -206,17 +206,23 @@ class WatchCache:
                     yield Delivery(kind, event.raw, event.revision)
                     WATCH_EVENTS.labels(resource).inc()
                 last = max(last, event.revision)
+            sent = WATCH_EVENTS.labels(resource)
+            queue = watcher.queue
             while True:
-                try:
-                    if bookmark_interval:
-                        event = await asyncio.wait_for(watcher.queue.get(), bookmark_interval)
-                    else:
-                        event = await watcher.queue.get()
-                except (TimeoutError, asyncio.TimeoutError):
-                    if self.revision > last and watcher.queue.empty():
-                        last = self.revision
-                    yield Delivery("BOOKMARK", b"", last)
-                    continue
+                # No Task per event: take what is queued, and wait only when idle.
+                if not queue.empty():
+                    event = queue.get_nowait()
+                elif bookmark_interval:
+                    try:
+                        async with asyncio.timeout(bookmark_interval):
+                            event = await queue.get()
+                    except TimeoutError:
+                        if self.revision > last and queue.empty():
+                            last = self.revision
+                        yield Delivery("BOOKMARK", b"", last)
+                        continue
+                else:
+                    event = await queue.get()
                 if event is None:
                     return
                 if event.revision <= last:
@@ -224,7 +230,7 @@ class WatchCache:
                 last = event.revision
                 kind = translate(watcher, event)
                 if kind:
-                    WATCH_EVENTS.labels(resource).inc()
+                    sent.inc()
                     yield Delivery(kind, event.raw, event.revision)
         finally:
             group.discard(watcher)
