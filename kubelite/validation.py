@@ -59,10 +59,39 @@ def _registry(version: str) -> Registry:
     return Registry().with_resource("/api/_definitions.json", resource).crawl()
 
 
+_DEFS_REF = "/api/_definitions.json#/$defs/"
+
+
+def _inline_refs(node: Any, defs: dict[str, Any], seen: frozenset[str] = frozenset()) -> Any:
+    """The schema with every $ref into _definitions.json replaced by its target.
+
+    Resolving a $ref costs a registry lookup on every validation; inlined once,
+    validation is markedly cheaper. Recursive definitions stay references.
+    """
+    if isinstance(node, list):
+        return [_inline_refs(item, defs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith((_DEFS_REF, "#/$defs/")):
+        # Kind schemas point into _definitions.json; definitions point within it.
+        name = ref.rsplit("/", 1)[1]
+        if name in seen or name not in defs:
+            return {**node, "$ref": _DEFS_REF + name}  # resolvable from anywhere
+        target = _inline_refs(defs[name], defs, seen | {name})
+        siblings = {k: v for k, v in node.items() if k not in ("$ref", "description")}
+        if not siblings:
+            return target
+        return {"allOf": [target], **{k: _inline_refs(v, defs, seen) for k, v in siblings.items()}}
+    return {k: _inline_refs(v, defs, seen) for k, v in node.items()}
+
+
 @cache
 def _validator(version: str, schema_file: str) -> jsonschema.Validator:
     folder = _schema_root().joinpath(f"v{version}.0-local-strict")
     schema = json.loads(folder.joinpath(schema_file).read_text())
+    defs = json.loads(folder.joinpath("_definitions.json").read_text()).get("$defs", {})
+    schema = _inline_refs(schema, defs)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls(schema, registry=_registry(version))
 
