@@ -135,7 +135,9 @@ def pod_rows(metrics: Sequence[Obj], *, containers: bool = False,
 
 def _print(session: Session, headers: list[str], rows: list[list[str]],
            no_headers: bool) -> None:
-    text = TableLayout(headers, rows).render(rows, header=not no_headers)
+    # Without headers the columns are as wide as the cells alone, as kubectl's tabwriter.
+    layout = TableLayout([""] * len(headers) if no_headers else headers, rows)
+    text = layout.render(rows, header=not no_headers)
     if text:
         session.print(text)
 
