@@ -6,8 +6,9 @@ in alternating rounds: scraping off, scraping on, off, on, ... Alternating, in
 one run, cancels the drift of a shared machine. While scraping is on, a
 separate process (as Prometheus would be) GETs /metrics every --interval
 seconds. Each row is the median of its rounds; the apiserver's CPU per create
-(µs/op, from /proc) is the figure that survives a busy machine best. The goal:
-scraped is less than 5% slower.
+(µs/op, from /proc) is the figure that survives a busy machine best, and
+`others` is the CPU the rest of the machine used meanwhile (well above zero: a
+shared, disturbed machine). The goal: scraped is less than 5% slower.
 
     python -m bench.metrics_overhead               # about a minute
     python -m bench.metrics_overhead --quick       # a smoke run, about 15 seconds
@@ -74,6 +75,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all cores have spent busy since boot (user, system, irq, steal)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return (sum(values[:3]) + sum(values[5:8])) / CLK_TCK
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -89,6 +97,7 @@ class Round:
     latencies: list[float]
     errors: int
     apiserver_cpu: float
+    other_cores: float  # what the rest of the machine used meanwhile (disturbance)
     scrapes: int = 0
     scrape_ms: float = 0.0
     page_bytes: int = 0
@@ -145,7 +154,9 @@ def stop_scraper(proc: subprocess.Popen[str]) -> tuple[int, float, int]:
 
 
 async def measure(args: argparse.Namespace, target: str, metrics_url: str,
-                  apiserver_pid: int) -> list[Round]:
+                  pids: dict[str, int]) -> list[Round]:
+    """Alternating rounds; pids: the apiserver, redis (the bench itself is added)."""
+    ours = [*pids.values(), os.getpid()]
     rounds: list[Round] = []
     async with Client(target) as client:
         namespace = f"bench-{os.getpid()}"
@@ -156,16 +167,20 @@ async def measure(args: argparse.Namespace, target: str, metrics_url: str,
             scraper = start_scraper(metrics_url, args.interval) if scraped else None
             if scraper is not None:
                 await asyncio.sleep(0.2)  # let it make its first scrape
-            cpu0 = cpu_seconds(apiserver_pid)
+            cpu0 = cpu_seconds(pids["apiserver"])
+            ours0, busy0 = sum(cpu_seconds(p) for p in ours), machine_busy_seconds()
             creates, seconds, latencies, errors = await closed_loop(
                 client, namespace, args.callers, args.duration, f"r{i}")
+            ours1, busy1 = sum(cpu_seconds(p) for p in ours), machine_busy_seconds()
+            other = max(0.0, (busy1 - busy0) - (ours1 - ours0)) / seconds
             row = Round(scraped, creates, seconds, latencies, errors,
-                        cpu_seconds(apiserver_pid) - cpu0)
+                        cpu_seconds(pids["apiserver"]) - cpu0, other)
             if scraper is not None:
                 row.scrapes, row.scrape_ms, row.page_bytes = stop_scraper(scraper)
             rounds.append(row)
             print(f"  round {i + 1}/{args.rounds * 2}: scraping {'on ' if scraped else 'off'} "
-                  f"{row.rate:7.0f} creates/s, {row.us_per_op:6.0f} µs apiserver CPU/op"
+                  f"{row.rate:7.0f} creates/s, {row.us_per_op:6.0f} µs apiserver CPU/op, "
+                  f"others {row.other_cores:.2f} cores"
                   + (f", {row.scrapes} scrapes of {row.page_bytes} B, {row.scrape_ms:.1f} ms "
                      "each" if scraped else ""), flush=True)
     return rounds
@@ -181,6 +196,7 @@ def summarize(rounds: list[Round], scraped: bool) -> dict[str, Any]:
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "apiserver_us_per_op": round(statistics.median(r.us_per_op for r in mine), 1),
         "errors": sum(r.errors for r in mine),
+        "other_cores": round(statistics.median(r.other_cores for r in mine), 2),
     }
     if scraped:
         out["scrapes"] = sum(r.scrapes for r in mine)
@@ -192,11 +208,12 @@ def summarize(rounds: list[Round], scraped: bool) -> dict[str, Any]:
 def report(off: dict[str, Any], on: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     slower = (off["creates_per_s"] - on["creates_per_s"]) / off["creates_per_s"]
     cpu = (on["apiserver_us_per_op"] - off["apiserver_us_per_op"]) / off["apiserver_us_per_op"]
-    header = ["scraping", "rounds", "creates/s", "p50 ms", "p99 ms", "apiserver µs/op"]
+    header = ["scraping", "rounds", "creates/s", "p50 ms", "p99 ms", "apiserver µs/op",
+              "others (cores)"]
     rows = [["off", off["rounds"], off["creates_per_s"], off["p50_ms"], off["p99_ms"],
-             off["apiserver_us_per_op"]],
+             off["apiserver_us_per_op"], off["other_cores"]],
             [f"every {args.interval:g}s", on["rounds"], on["creates_per_s"], on["p50_ms"],
-             on["p99_ms"], on["apiserver_us_per_op"]]]
+             on["p99_ms"], on["apiserver_us_per_op"], on["other_cores"]]]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print()
     for row in [header, *rows]:
@@ -241,7 +258,9 @@ def main(argv: list[str] | None = None) -> None:
             pass
         print(f"apiserver {target} (metrics {url}), {args.callers} callers, "
               f"{args.rounds} rounds of {args.duration:g}s per mode, on {os.cpu_count()} CPUs")
-        rounds = asyncio.run(measure(args, target, url, apiserver.pid))
+        assert redis.process is not None
+        rounds = asyncio.run(measure(args, target, url, {"apiserver": apiserver.pid,
+                                                         "redis": redis.process.pid}))
         figures = report(summarize(rounds, False), summarize(rounds, True), args)
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))
