@@ -257,3 +257,24 @@ async def test_logs_through_the_apiserver(api: Client, ns: str, cluster: Cluster
         return out.stdout if out.returncode == 0 else ""
 
     assert "hello from kubelite" in await eventually(logs, timeout=10, what="logs")
+
+
+async def test_readme_example_runs_and_answers_through_its_service(api: Client, ns: str,
+                                                                   cluster: Cluster) -> None:
+    """examples/echo.yaml, applied with the CLI as the README shows, serves through its
+    ClusterIP from all three pods."""
+    kubelite = str(Path(sys.executable).parent / "kubelite")
+    example = Path(__file__).resolve().parent.parent / "examples" / "echo.yaml"
+    out = subprocess.run([kubelite, "--server", cluster.target, "apply", "-n", ns, "-f",
+                          str(example)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["deployment.apps/echo created", "service/echo created"]
+    pods = await eventually(lambda: _n_ready(api, ns, "app=echo", 3), timeout=60,
+                            what="3 ready echo pods")
+    svc = await api.get("services", "echo", namespace=ns)
+    answered = set()
+    for _ in range(60):
+        answered.add(await http_get(svc["spec"]["clusterIP"], 8080))
+        if len(answered) == 3:
+            break
+    assert answered == {p["metadata"]["name"] for p in pods}
