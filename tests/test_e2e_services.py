@@ -67,9 +67,23 @@ def echo() -> dict[str, Any]:
     return container
 
 
+async def _nodes_ready(target: str) -> None:
+    async with Client(target) as c:
+        await wait_nodes_ready(c, 2)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = start_cluster(tmp_path_factory.mktemp("e2e-svc"), nodes=2)
+    try:
+        # Once per module: a cluster whose nodes never get Ready fails every test at once.
+        asyncio.run(_nodes_ready(c.target))
+    except BaseException as err:
+        logs = "\n".join(f"--- {name}\n{c.log(name)[-1500:]}"
+                         for name in ("kubelet-0", "kubelet-1", "controller"))
+        c.stop()
+        raise AssertionError(f"{err}\n{(c.data_dir / 'up.out').read_text()[-1500:]}\n{logs}") \
+            from err
     yield c
     c.stop()
     assert c.process.returncode == 0, c.log("proxy-0")[-2000:]
@@ -78,7 +92,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture
 async def api(cluster: Cluster) -> AsyncIterator[Client]:
     async with Client(cluster.target) as c:
-        await wait_nodes_ready(c, 2)
         yield c
 
 
@@ -422,3 +435,59 @@ async def test_bad_service_input_is_refused_clearly_and_nothing_crashes(
     assert cluster.process.poll() is None, cluster.log("controller")[-2000:]
     for component in ("apiserver", "controller", "proxy-0", "proxy-1"):
         assert "Traceback" not in cluster.log(component), cluster.log(component)[-3000:]
+
+
+# -- the Endpoints controller's additions, as pure logic --------------------------------
+# (beside the end-to-end tests that exercise them; they need no cluster)
+
+
+def _pod(name: str, ready: str, at: str, port_name: str = "http") -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "c", "ports": [
+                {"name": port_name, "containerPort": 9000}]}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": [
+                {"type": "Ready", "status": ready, "lastTransitionTime": at}]}}
+
+
+def test_trigger_time_is_the_earliest_change_the_endpoints_have_not_reflected() -> None:
+    """As Kubernetes' TriggerTimeTracker: the Service's creation and each pod's Ready
+    transition count once; a flip within the same second still counts; a failed write
+    (no commit) keeps its trigger time for the retry."""
+    from services.controller.endpoints import TriggerTimeTracker, format_trigger_time
+
+    svc = {"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:05Z"}}
+    tracker = TriggerTimeTracker()
+    pods = [_pod("p1", "True", "2026-01-01T00:00:07Z"), _pod("p2", "False", "2026-01-01T00:00:06Z")]
+    when, state = tracker.compute("ns/a", svc, pods)
+    assert when is not None and format_trigger_time(when) == "2026-01-01T00:00:05Z"
+    tracker.commit("ns/a", state)
+    assert tracker.compute("ns/a", svc, pods)[0] is None
+
+    pods[1] = _pod("p2", "True", "2026-01-01T00:00:06Z")  # Ready within the same second
+    when, state = tracker.compute("ns/a", svc, pods)
+    assert when is not None and format_trigger_time(when) == "2026-01-01T00:00:06Z"
+    assert tracker.compute("ns/a", svc, pods)[0] == when  # not committed: still pending
+    tracker.commit("ns/a", state)
+    assert tracker.compute("ns/a", svc, pods)[0] is None
+
+
+def test_named_target_ports_no_pod_defines_are_reported_per_service_port() -> None:
+    """A named targetPort missing on all (or some) selected pods is reported with a stable
+    message; numeric targetPorts and unselected pods are never reported."""
+    from services.controller.endpoints import unresolved_message, unresolved_target_ports
+
+    svc = {"metadata": {"name": "a"},
+           "spec": {"selector": {"app": "a"}, "ports": [
+               {"port": 80, "targetPort": "web", "protocol": "TCP"},
+               {"port": 81, "targetPort": 9000, "protocol": "TCP"}]}}
+    at = "2026-01-01T00:00:00Z"
+    other = _pod("x", "True", at, "web")
+    other["metadata"]["labels"] = {"app": "b"}
+    found = unresolved_target_ports(svc, [_pod("p1", "True", at), _pod("p2", "False", at),
+                                          other])
+    assert [(sp["port"], missing, total) for sp, missing, total in found] == [(80, 2, 2)]
+    assert unresolved_message(*found[0]) == (
+        'port 80/TCP: no selected pod defines a container port named "web" (TCP); '
+        "those pods are left out of the Endpoints for it")
+    some = unresolved_target_ports(svc, [_pod("p1", "True", at), _pod("p3", "True", at, "web")])
+    assert "some selected pods do not define" in unresolved_message(*some[0])
