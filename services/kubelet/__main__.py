@@ -63,7 +63,8 @@ async def serve(config: KubeletConfig) -> None:
         "node": config.node_name, "listen": config.listen, "root_dir": config.root_dir,
         "pod_cidr": config.pod_cidr, "runtime": config.runtime}})
     try:
-        await run_component("kubelet", config.common, kubelet.run, register=register)
+        await run_component("kubelet", config.common, kubelet.run, register=register,
+                            ready=kubelet.ready)
     finally:
         await client.close()
 
