@@ -132,12 +132,13 @@ async def test_runtimes_bring_their_own_stats_or_are_skipped() -> None:
         async def container_stats(self, container_id: str) -> ContainerUsage | None:
             if container_id == "boom":
                 raise OSError("docker is away")
-            return ContainerUsage(2.0, 5) if container_id == "a" else None
+            return {"a": ContainerUsage(2.0, 5), "t": (1.5, 7)}.get(container_id)
 
-    runtime = WithStats([container("a"), container("b"), container("boom")])
+    runtime = WithStats([container("a"), container("b"), container("boom"), container("t")])
     source = usage_source_for(runtime)
     assert isinstance(source, RuntimeUsage)
-    assert await source.read(runtime.containers) == {"a": ContainerUsage(2.0, 5)}
+    assert await source.read(runtime.containers) == {"a": ContainerUsage(2.0, 5),
+                                                     "t": ContainerUsage(1.5, 7)}
 
     class Wrapped:  # the kubelet's InstrumentedRuntime wraps the real one
         inner = runtime

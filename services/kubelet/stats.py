@@ -12,10 +12,13 @@ Nothing is stored anywhere but in this process's memory.
 
 Where the numbers come from:
 
-- A runtime that has `container_stats(container_id) -> ContainerUsage | None`
-  answers for its own containers (the docker runtime can read Docker's stats
-  there). Containers of a runtime that has no such method, and is not the
-  process runtime, are skipped: the summary simply lacks them.
+- A runtime that has `async container_stats(container_id)` answers for its own
+  containers (the docker runtime can read Docker's stats there): it returns
+  None, or anything with `cpu_seconds` (cumulative) and `memory_bytes`
+  attributes, such as ContainerUsage below, or a `(cpu_seconds, memory_bytes)`
+  pair, so a runtime needs no import from here. Containers of a runtime that
+  has no such method, and is not the process runtime, are skipped: the summary
+  simply lacks them.
 - The process runtime is read from /proc, in one pass over every process per
   sample: a container is its process group (the shim starts the command as a
   group leader, and `Container.pid` is that leader), its CPU time is the sum of
@@ -68,7 +71,22 @@ class ContainerUsage:
 class ContainerStatsRuntime(Protocol):
     """The optional runtime method the sampler uses when a runtime has it."""
 
-    async def container_stats(self, container_id: str) -> ContainerUsage | None: ...
+    async def container_stats(self, container_id: str) -> Any: ...
+
+
+def as_usage(reading: Any) -> ContainerUsage | None:
+    """A runtime's reading as ContainerUsage: one already, anything with the two
+    attributes, or a (cpu_seconds, memory_bytes) pair; None for anything else."""
+    if reading is None or isinstance(reading, ContainerUsage):
+        return reading
+    try:
+        if isinstance(reading, tuple | list):
+            cpu, memory = reading
+        else:
+            cpu, memory = reading.cpu_seconds, reading.memory_bytes
+        return ContainerUsage(float(cpu), int(memory))
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 class UsageSource(Protocol):
@@ -172,7 +190,7 @@ class RuntimeUsage:
     async def read(self, containers: Sequence[Container]) -> dict[str, ContainerUsage]:
         async def one(c: Container) -> ContainerUsage | None:
             try:
-                return await self.runtime.container_stats(c.id)
+                return as_usage(await self.runtime.container_stats(c.id))
             except Exception as err:  # noqa: BLE001 - a container's stats are optional
                 log.debug("container stats unavailable",
                           extra={"kv": {"container": c.id, "error": str(err)[:200]}})
