@@ -386,3 +386,56 @@ def _connect_and_read(ip: str, port: int, send: bytes = b"") -> str:
         except OSError:
             pass
     return b"".join(chunks).decode(errors="replace")
+
+
+async def test_watch_cache_lag_and_storage_objects_follow_the_storage() -> None:
+    """The sampler behind apiserver_watch_cache_lag_revisions and apiserver_storage_objects:
+    lag is the storage's revision minus the watch cache's, objects are each hash's size."""
+    from services.apiserver import metrics as apiserver_metrics
+
+    class Pipeline:
+        def __init__(self, store: FakeStorage) -> None:
+            self.store, self.ops = store, []
+
+        def get(self, key: str) -> None:
+            self.ops.append(self.store.revision)
+
+        def hlen(self, key: str) -> None:
+            self.ops.append(self.store.sizes[key])
+
+        async def execute(self) -> list[Any]:
+            return self.ops
+
+    class FakeStorage:
+        rev_key = "rev"
+
+        def __init__(self) -> None:
+            self.revision, self.sizes = b"10", {"o:pods": 4, "o:events": 2}
+            self.redis = self
+
+        def pipeline(self, transaction: bool = True) -> Pipeline:
+            return Pipeline(self)
+
+        def hash_key(self, resource: str) -> str:
+            return f"o:{resource}"
+
+        async def guard(self, op: Any) -> Any:
+            return await op()
+
+    class Cache:
+        revision = 7
+
+    storage, cache = FakeStorage(), Cache()
+    task = asyncio.create_task(apiserver_metrics.track_storage(
+        storage, cache, ["pods", "events"], every=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        assert apiserver_metrics.WATCH_CACHE_LAG._value.get() == 3
+        assert apiserver_metrics.STORAGE_OBJECTS.labels("pods")._value.get() == 4
+        cache.revision = 10
+        storage.sizes["o:pods"] = 5
+        await asyncio.sleep(0.05)
+        assert apiserver_metrics.WATCH_CACHE_LAG._value.get() == 0
+        assert apiserver_metrics.STORAGE_OBJECTS.labels("pods")._value.get() == 5
+    finally:
+        task.cancel()
