@@ -138,6 +138,9 @@ async def test_cpu_load_scales_up_then_down_after_the_window_within_bounds(
     flag = tmp_path / "load"
     await api.create("deployments", burner("burn", flag), namespace=ns)
     await api.create("horizontalpodautoscalers", autoscaler("burn"), namespace=ns)
+    # Before the pod has two samples (a rate) no metric is known yet.
+    shown = kubelite(cluster, "get", "hpa", "burn", "-n", ns)
+    assert "<unknown>/50%" in shown.stdout, shown.stdout + shown.stderr
     with Sampler(api, ns, "burn") as sampler:
         # Idle, with metrics flowing: the HPA reports a utilization and stays at 1.
         idle = await eventually(lambda: _utilization(api, ns, "burn"), timeout=60,
