@@ -293,14 +293,22 @@ class ProcessRuntime:
                     start_new_session=True, close_fds=True, cwd="/",
                 )
 
+        record = _Record(id=cid, dir=directory, config=data, state={},
+                         created_at=data["createdAt"])
+        launching = asyncio.ensure_future(asyncio.to_thread(launch))
         try:
-            child = await asyncio.to_thread(launch)
+            child = await asyncio.shield(launching)
+        except asyncio.CancelledError:
+            # The thread starts the shim anyway: record it, so that a kubelet
+            # stopping its pods (--kill-pods-on-exit) or syncing later knows it.
+            with contextlib.suppress(Exception):
+                self._children[cid] = await launching
+                self._records[cid] = record
+            raise
         except OSError as err:
             await asyncio.to_thread(shutil.rmtree, directory, True)
             raise ContainerStartError(f"cannot start the shim: {err}") from err
         self._children[cid] = child
-        record = _Record(id=cid, dir=directory, config=data, state={},
-                         created_at=data["createdAt"])
         self._records[cid] = record
         deadline = time.monotonic() + START_TIMEOUT
         while True:
