@@ -154,13 +154,18 @@ async def test_top_shows_a_busy_pod_and_both_nodes(cluster: Cluster) -> None:
                          namespace=ns)
         await eventually(lambda: _has_metrics(api, ns), timeout=30, what="pod metrics")
 
-    shown = kubelite(cluster, "top", "pods", "-n", ns, "-l", "app=busy")
-    assert shown.returncode == 0, shown.stderr
-    header, row = shown.stdout.splitlines()
-    assert header.split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
-    name, cpu, memory = row.split()
-    assert name == "busy" and re.fullmatch(r"\d+m", cpu) and int(cpu[:-1]) > 200, row
-    assert re.fullmatch(r"\d+Mi", memory), row
+    def busy_row() -> list[str] | None:
+        # A spinning process shows most of a core, once the shared machine lets it run.
+        shown = kubelite(cluster, "top", "pods", "-n", ns, "-l", "app=busy")
+        assert shown.returncode == 0, shown.stderr
+        header, row = shown.stdout.splitlines()
+        assert header.split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+        name, cpu, memory = row.split()
+        assert name == "busy" and re.fullmatch(r"\d+m", cpu), row
+        assert re.fullmatch(r"\d+Mi", memory), row
+        return row.split() if int(cpu[:-1]) > 200 else None
+
+    await eventually(busy_row, timeout=30, interval=0.5, what="a busy pod over 200m")
 
     shown = kubelite(cluster, "top", "pod", "busy", "-n", ns, "--containers")
     assert shown.stdout.split()[:5] == ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)", "busy"]
