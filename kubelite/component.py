@@ -174,7 +174,7 @@ async def run_component(name: str, config: CommonConfig,
         try:
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True),
                                    config.shutdown_grace)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             log.warning("work did not stop in time")
     stopper.cancel()
     announcer.cancel()

@@ -88,7 +88,8 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            _with_parent_death_signal(list(self.argv)), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            _with_parent_death_signal(list(self.argv)),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env}, start_new_session=True,
         )
         log.close()

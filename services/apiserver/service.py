@@ -32,6 +32,15 @@ def _result(result: Result) -> api_pb2.ObjectResponse:
     return api_pb2.ObjectResponse(object=result.raw, warnings=result.warnings)
 
 
+def _resource_label(request: Any) -> str:
+    """The resource's plural name, however the client spelled it (one series per resource)."""
+    name = getattr(request, "resource", "pods") or ""
+    try:
+        return lookup(name).plural
+    except ApiError:
+        return "unknown"
+
+
 def unary(verb: str) -> Callable:
     """Wraps a unary handler: metrics, the request deadline, and error mapping."""
 
@@ -39,7 +48,7 @@ def unary(verb: str) -> Callable:
         @functools.wraps(fn)
         async def handler(self: ApiService, request: Any, context: grpc.aio.ServicerContext):
             started = time.perf_counter()
-            resource = getattr(request, "resource", "pods") or "?"
+            resource = _resource_label(request)
             code = grpc.StatusCode.OK
             try:
                 budget = context.time_remaining()
@@ -77,7 +86,7 @@ def streaming(verb: str) -> Callable:
     def decorate(fn: Callable[..., AsyncIterator[Any]]) -> Callable:
         @functools.wraps(fn)
         async def handler(self: ApiService, request: Any, context: grpc.aio.ServicerContext):
-            resource = getattr(request, "resource", "pods") or "?"
+            resource = _resource_label(request)
             code = grpc.StatusCode.OK
             try:
                 async for item in fn(self, request, context):

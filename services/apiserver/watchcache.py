@@ -24,7 +24,7 @@ from typing import Any
 
 from kubelite.errors import ExpiredError, UnavailableError
 
-from .metrics import WATCH_EVENTS, WATCH_CACHE_REVISION, REGISTERED_WATCHERS
+from .metrics import REGISTERED_WATCHERS, WATCH_CACHE_REVISION, WATCH_EVENTS
 from .storage import Storage, StoredEvent
 
 log = logging.getLogger("kubelite.apiserver.watchcache")
