@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,6 +22,9 @@ from kubelite.client import Client
 from kubelite.localcluster import free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
+# Pods of every local cluster share loopback ranges, so each test run serves on a
+# port of its own: a pod another cluster left behind can never answer for ours.
+ECHO_PORT = random.randint(20000, 29999)
 ECHO = str(REPO / "images" / "demo" / "echo.py")
 
 FAST_TIMINGS = {
@@ -110,9 +114,11 @@ def echo_container(name: str = "web", *, marker: str = "") -> dict[str, Any]:
         "env": [
             {"name": "BIND", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "PORT", "value": str(ECHO_PORT)},
         ],
-        "ports": [{"containerPort": 8080, "name": "http"}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
+        "ports": [{"containerPort": ECHO_PORT, "name": "http"}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": ECHO_PORT},
+                           "periodSeconds": 1},
     }
 
 

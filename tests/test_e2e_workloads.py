@@ -19,6 +19,7 @@ from kubelite.client import Client
 from kubelite.errors import NotFoundError
 
 from .e2e import (
+    ECHO_PORT,
     Cluster,
     echo_container,
     eventually,
@@ -83,7 +84,7 @@ async def test_deployment_pods_spread_run_and_answer_http(api: Client, ns: str) 
     ips = {p["status"]["podIP"] for p in pods}
     assert len(ips) == 4
     for p in pods:
-        assert await http_get(p["status"]["podIP"], 8080) == p["metadata"]["name"]
+        assert await http_get(p["status"]["podIP"], ECHO_PORT) == p["metadata"]["name"]
     assert len(pids_with(marker)) == 4
 
 
