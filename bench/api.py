@@ -331,9 +331,9 @@ def start_echo_server(workdir: Path) -> tuple[ManagedProcess, str]:
 # -- watch delivery ----------------------------------------------------------------
 
 
-async def bench_watch(cluster: Cluster, args: argparse.Namespace, watchers: int,
+async def bench_watch(cluster: Cluster, args: argparse.Namespace, watchers: int, rate: float,
                       workdir: Path, tag: str = "") -> dict[str, Any]:
-    namespace = f"bench-watch-{watchers}{tag}"
+    namespace = f"bench-watch-{watchers}-{int(rate)}{tag}"
     out = workdir / f"{namespace}.json"
     async with Client(cluster.target) as client:
         await create_namespace(client, namespace)
@@ -351,7 +351,7 @@ async def bench_watch(cluster: Cluster, args: argparse.Namespace, watchers: int,
             meter = CpuMeter({**cluster.pids(), "watchers": proc.pid})
             meter.start()
             acks, elapsed, errors = await paced_writes(client, namespace, args.watch_events,
-                                                       args.watch_rate)
+                                                       rate)
             cpu = meter.stop()
             await client.create("configmaps", make_object("configmaps", namespace, "end"))
             line = await asyncio.wait_for(proc.stdout.readline(), args.watch_timeout + 30)
@@ -371,7 +371,7 @@ async def bench_watch(cluster: Cluster, args: argparse.Namespace, watchers: int,
     expected = len(acks) * watchers
     ack = Latencies(len(ack_lat), elapsed, ack_lat)
     return {
-        "watchers": watchers, "writes": len(acks), "write_errors": errors,
+        "watchers": watchers, "rate": rate, "writes": len(acks), "write_errors": errors,
         "writes_per_second": round(len(acks) / elapsed, 1),
         "events_delivered": len(ack_lat), "events_missing": expected - len(ack_lat),
         "events_per_second": round(ack.rate, 1),
@@ -561,14 +561,15 @@ def report(results: dict[str, Any]) -> None:
         print_table("Create throughput / echo throughput, 8 callers", ["channels", "ratio"],
                     [[mode, f"{value:.2f}"] for mode, value in ratios.items()])
     print_table(
-        f"Watch delivery, writes paced at {results['watch_rate']}/s "
-        f"(watchers in their own process, {results['watch_connections']} channels)",
-        ["watchers", "writes", "events", "missing", "events/s", "ack→recv p50 ms", "p99 ms",
-         "max ms", "send→recv p99 ms", "apiserver CPU µs/event", "CPU (cores)"],
-        [[r["watchers"], r["writes"], r["events_delivered"], r["events_missing"],
-          r["events_per_second"], r["ack_to_receive_p50_ms"], r["ack_to_receive_p99_ms"],
-          r["ack_to_receive_max_ms"], r["send_to_receive_p99_ms"], r["server_us_per_event"],
-          _cpu(r["cpu"])]
+        f"Watch delivery: paced writes, watchers in their own process "
+        f"({results['watch_connections']} channels)",
+        ["watchers", "writes/s", "writes", "events", "missing", "events/s",
+         "ack→recv p50 ms", "p99 ms", "max ms", "send→recv p99 ms", "apiserver CPU µs/event",
+         "CPU (cores)"],
+        [[r["watchers"], r["writes_per_second"], r["writes"], r["events_delivered"],
+          r["events_missing"], r["events_per_second"], r["ack_to_receive_p50_ms"],
+          r["ack_to_receive_p99_ms"], r["ack_to_receive_max_ms"], r["send_to_receive_p99_ms"],
+          r["server_us_per_event"], _cpu(r["cpu"])]
          for r in results["watch"]])
     busy = [r for key in ("creates", "echo", "watch") for r in results[key]
             if r["cpu"].get("other", 0) > 0.25]
@@ -660,13 +661,14 @@ async def run(args: argparse.Namespace, cluster: Cluster, workdir: Path) -> dict
         if match and e["per_second"]:
             results["ratios"][e["mode"]] = match[0]["per_second"] / e["per_second"]
 
-    async def watch_row(watchers: int, repeat: int) -> dict[str, Any]:
+    async def watch_row(watchers: int, rate: float, repeat: int) -> dict[str, Any]:
         await quiet(args)
-        return await bench_watch(cluster, args, watchers, workdir, tag=f"-{repeat}")
+        return await bench_watch(cluster, args, watchers, rate, workdir, tag=f"-{repeat}")
 
-    for watchers in args.watchers:
-        row = await least_disturbed(args.repeat, lambda i, w=watchers: watch_row(w, i))
-        print(f"  watch:   {watchers:>3} watchers: ack→recv p50 "
+    for watchers, rate in [(w, r) for w in args.watchers for r in args.watch_rate]:
+        row = await least_disturbed(args.repeat,
+                                    lambda i, w=watchers, r=rate: watch_row(w, r, i))
+        print(f"  watch:   {watchers:>3} watchers, {rate:.0f} writes/s: ack→recv p50 "
               f"{row['ack_to_receive_p50_ms']:.2f} ms p99 {row['ack_to_receive_p99_ms']:.2f} ms, "
               f"{row['events_missing']} missing", flush=True)
         results["watch"].append(row)
@@ -684,8 +686,9 @@ async def run(args: argparse.Namespace, cluster: Cluster, workdir: Path) -> dict
         watchers = max(args.watchers)
         out = args.profile / f"apiserver-watch-{watchers}.txt"
         with Profiler(cluster.apiserver.pid, out):
-            await bench_watch(cluster, args, watchers, workdir, tag="-profiled")
-        results["profiles"][f"watch, {watchers} watchers at {args.watch_rate:.0f}/s "
+            await bench_watch(cluster, args, watchers, args.watch_rate[0], workdir,
+                              tag="-profiled")
+        results["profiles"][f"watch, {watchers} watchers at {args.watch_rate[0]:.0f}/s "
                             "writes"] = summarize_profile(out)
     return results
 
@@ -701,6 +704,10 @@ async def quiet(args: argparse.Namespace) -> None:
 
 def csv_ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
+
+
+def csv_floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -721,8 +728,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--watchers", type=csv_ints, default=[1, 100],
                    help="watcher counts, comma-separated")
     p.add_argument("--watch-events", type=int, default=1000, help="writes per watch row")
-    p.add_argument("--watch-rate", type=float, default=100.0,
-                   help="writes per second during the watch rows")
+    p.add_argument("--watch-rate", type=csv_floats, default=[100.0],
+                   help="writes per second during the watch rows, comma-separated")
     p.add_argument("--watch-connections", choices=MODES, default="connections",
                    help="how the watchers share gRPC channels (default: a connection each)")
     p.add_argument("--watch-timeout", type=float, default=120.0,
