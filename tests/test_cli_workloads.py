@@ -727,7 +727,6 @@ async def test_logs_of_a_workload_without_pods_gives_up() -> None:
 # --- end to end: the real binary against `kubelite up` -------------------------------------
 
 CONTROLLER = component_exists("controller")
-KUBELET = component_exists("kubelet")
 
 
 @pytest.fixture(scope="module")
@@ -1056,7 +1055,6 @@ PRINTER = ("import sys, time\n"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not KUBELET, reason="kubelite up runs no kubelet in this checkout")
 def test_logs_of_a_running_pod_stream_and_follow(cluster: UpProcess) -> None:
     """The log comes back byte for byte; -f follows it until Ctrl-C, which exits 0."""
     server = cluster.server

@@ -39,6 +39,7 @@ import pytest
 
 from kubelite.localcluster import free_port
 from tests.e2e import FAST_TIMINGS
+from tests.helpers import missing_prerequisite
 
 pytestmark = pytest.mark.slow
 
@@ -378,7 +379,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
     if reason:
         if os.environ.get("KUBELITE_REQUIRE_DOCKER") == "1":
             pytest.fail(f"KUBELITE_REQUIRE_DOCKER=1 but {reason}")
-        pytest.skip(reason)
+        missing_prerequisite(reason)
     cluster = ComposeCluster(tmp_path_factory.mktemp("compose"))
     failed_before = request.session.testsfailed
     try:

@@ -29,6 +29,7 @@ from kubelite.client import Client
 from kubelite.localcluster import ManagedProcess, free_port
 
 from .e2e import Cluster, eventually, start_cluster, wait_nodes_ready
+from .helpers import missing_prerequisite
 from .test_metrics import metrics_urls, wait_serving
 
 pytestmark = pytest.mark.slow
@@ -122,7 +123,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     binary = prometheus_binary()
     if binary is None:
-        pytest.skip("no prometheus binary (apt-get install prometheus)")
+        missing_prerequisite("no prometheus binary (apt-get install prometheus)")
     urls = metrics_urls(cluster)
     wait_serving(urls.values())
     config = render_config(yaml.safe_load(TEMPLATE.read_text()), urls)

@@ -27,7 +27,7 @@ from services.proxy import metrics
 from services.proxy.iptables import IptablesError, IptablesProxier
 from services.proxy.model import Endpoint, ServicePort
 from services.proxy.rules import JUMP_RULES, RenderOptions, service_chain
-from tests.helpers import ProxyProcess, metric_value
+from tests.helpers import ProxyProcess, metric_value, missing_prerequisite
 
 # -- the syncer, against a fake iptables ------------------------------------------------
 
@@ -219,7 +219,7 @@ def netns() -> Iterator[Namespace]:
     service range, and three TCP servers in it answering b1, b2, b3 on port 8080."""
     reason = _can_make_namespaces()
     if reason:
-        pytest.skip(reason)
+        missing_prerequisite(reason)
     name = f"kl-test-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     ns = Namespace(name)
