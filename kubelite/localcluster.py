@@ -34,10 +34,24 @@ class ClusterError(Exception):
     """A local process could not be started or did not become healthy."""
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, never the same one twice in this process.
+
+    The kernel may hand the same ephemeral port to two quick bind-and-close
+    probes; `kubelite up` asks for a dozen ports before any child binds its own,
+    so ports this process already gave out are skipped.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise ClusterError("no free port found")
 
 
 def wait_port(host: str, port: int, timeout: float) -> bool:

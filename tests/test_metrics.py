@@ -345,8 +345,11 @@ async def test_proxy_sync_connection_byte_and_error_metrics_move(
     assert after.value("kubelite_proxy_bytes_total", direction="in", **label) > 0
     assert after.value("kubelite_proxy_bytes_total", direction="out", **label) > 0
 
-    # An open connection is active until it closes.
-    active = after.value("kubelite_proxy_active_connections", **label)
+    # An open connection is active until it closes. The proxy sees the earlier
+    # request's connection close a moment after the reply: wait for it first.
+    await eventually(lambda: scrape(urls, "proxy").value(
+        "kubelite_proxy_active_connections", **label) == 0, what="no active connection")
+    active = 0.0
     reader, writer = await asyncio.open_connection(ip, port)
     await moved(urls, "proxy", "kubelite_proxy_active_connections", active, **label)
     writer.close()
