@@ -171,8 +171,34 @@ class ComposeCluster:
     def kl(self, *args: str, check: bool = True, stdin: str | None = None
            ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "KUBELITE_SERVER"}
-        return run([KUBELITE_CLI, "--server", self.server, *args], check=check, timeout=60,
+        started = time.monotonic()
+        proc = run([KUBELITE_CLI, "--server", self.server, *args], check=False, timeout=60,
                    env=env, stdin=stdin)
+        if check and proc.returncode != 0:
+            detail = ""
+            if "cannot connect" in proc.stderr:
+                detail = self.apiserver_diagnosis()
+            raise AssertionError(f"kubelite {shlex.join(args)} exited {proc.returncode} after "
+                                 f"{time.monotonic() - started:.1f}s:\n{proc.stdout[-3000:]}\n"
+                                 f"{proc.stderr[-3000:]}{detail}")
+        return proc
+
+    def apiserver_diagnosis(self) -> str:
+        """Whether the apiserver answers inside its container and at its network address,
+        to tell a stuck apiserver from a stuck published port."""
+        (apiserver,) = self.service_ids("apiserver")
+        inside = run(["docker", "exec", apiserver, "python3", "/etc/kubelite/healthcheck.py",
+                      "127.0.0.1:6443"], check=False, timeout=30)
+        ip = run(["docker", "inspect", "-f",
+                  "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", apiserver]
+                 ).stdout.strip()
+        direct = run([sys.executable, str(REPO / "deploy" / "healthcheck.py"), f"{ip}:6443"],
+                     check=False, timeout=30)
+        published = run([sys.executable, str(REPO / "deploy" / "healthcheck.py"), self.server],
+                        check=False, timeout=30)
+        return (f"\n  health inside the container: {inside.stdout.strip()} {inside.stderr[-300:]}"
+                f"\n  health at {ip}:6443 from the host: {direct.stdout.strip()}"
+                f"\n  health at {self.server} (published) now: {published.stdout.strip()}")
 
     def get(self, *args: str) -> Any:
         return json.loads(self.kl("get", *args, "-o", "json").stdout)
