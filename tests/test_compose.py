@@ -254,7 +254,9 @@ class ComposeCluster:
         return self.get("pod", name)
 
     def containers(self, *filters: str, all_states: bool = False) -> list[dict[str, str]]:
-        """Docker's pod containers (not holders) matching the label filters, with labels."""
+        """This cluster's pod containers (not holders) matching the label filters, with
+        their labels. Other clusters on the engine (another run of this test) are left out:
+        their nodes are named after their own project."""
         argv = ["docker", "ps", "--filter", MANAGED, "--filter", f"label={LABEL_TYPE}=container"]
         for f in filters:
             argv += ["--filter", f"label={f}"]
@@ -263,9 +265,11 @@ class ComposeCluster:
         ids = run([*argv, "-q", "--no-trunc"]).stdout.split()
         if not ids:
             return []
-        out = run(["docker", "inspect", *ids]).stdout
+        # A container removed since the listing is left out (inspect exits 1 for it).
+        out = run(["docker", "inspect", *ids], check=False).stdout or "[]"
         return [{"id": c["Id"], "state": c["State"]["Status"], **c["Config"]["Labels"]}
-                for c in json.loads(out)]
+                for c in json.loads(out)
+                if c["Config"]["Labels"].get(LABEL_NODE, "").startswith(self.project + "-")]
 
     def service_ids(self, service: str) -> list[str]:
         return self.compose("ps", "-q", service).stdout.split()
@@ -528,10 +532,12 @@ def test_restarted_kubelets_adopt_their_running_pods(cluster: ComposeCluster) ->
             found.setdefault(c[LABEL_POD_NAME], []).append(f"{c['id'][:12]}:{c['state']}")
         holders = run(["docker", "ps", "-a", "--filter", MANAGED, "--filter",
                        f"label={LABEL_TYPE}=podsandbox", "--format",
-                       f'{{{{.ID}}}}:{{{{.State}}}} {{{{.Label "{LABEL_POD_NAME}"}}}}']).stdout
+                       f'{{{{.ID}}}}:{{{{.State}}}} {{{{.Label "{LABEL_POD_NAME}"}}}} '
+                       f'{{{{.Label "{LABEL_NODE}"}}}}']).stdout
         for row in holders.splitlines():
-            state, pod_name = row.split()
-            found.setdefault(pod_name, []).append(state)
+            state, pod_name, node = row.split()
+            if node.startswith(cluster.project + "-"):
+                found.setdefault(pod_name, []).append(state)
         return {k: sorted(v) for k, v in found.items() if k.startswith("web-")}
 
     def running_holders(node: str) -> int:
