@@ -4,6 +4,13 @@
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
+# The proxy needs `ip` (it holds ClusterIPs as addresses) and docker-compose runs Redis
+# from this image. The debootstrap base has both; a stock python image gets them here.
+RUN if ! command -v ip >/dev/null || ! command -v redis-server >/dev/null; then \
+      apt-get update && apt-get install -y --no-install-recommends iproute2 redis-server \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 # Dependencies come from a wheelhouse built on the host (scripts/build-images),
 # so building needs no network.
 COPY build/wheelhouse /tmp/wheelhouse

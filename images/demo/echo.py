@@ -6,6 +6,7 @@ GET /healthz answers 200; GET /burn?seconds=N spins a CPU for N seconds.
 
 import http.server
 import os
+import signal
 import socket
 import sys
 import time
@@ -40,6 +41,8 @@ class Server(http.server.ThreadingHTTPServer):
 
 if __name__ == "__main__":
     # Extra arguments (e.g. --marker=...) only label the process for tests.
+    # As PID 1 in a container SIGTERM has no default action: exit on it ourselves.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     print(f"echo server {NAME} listening on {BIND}:{PORT}", flush=True)
     server = Server((BIND, PORT), Handler)
     try:
