@@ -391,13 +391,18 @@ def _changes_in_period(period: float, events: Sequence[ScaleEvent], now: float) 
     return sum(e.change for e in events if e.at > cutoff)
 
 
-def scale_up_limit(current: int, up: Sequence[ScaleEvent], down: Sequence[ScaleEvent],
-                   rules: Obj, now: float) -> int:
-    """calculateScaleUpLimitWithScalingRules."""
+def _policy_limit(current: int, up: Sequence[ScaleEvent], down: Sequence[ScaleEvent],
+                  rules: Obj, now: float, *, scaling_up: bool) -> int:
+    """The replica limit the behavior policies allow in one direction, counted from the
+    replicas at the start of each policy's period (Kubernetes'
+    calculateScaleUpLimitWithScalingRules and calculateScaleDownLimitWithBehaviors)."""
     select = rules.get("selectPolicy") or "Max"
     if select == "Disabled":
         return current
-    pick = min if select == "Min" else max
+    # "Max" selects the policy allowing the biggest change: the highest limit when
+    # scaling up, the lowest when scaling down; "Min" the opposite.
+    biggest, smallest = (max, min) if scaling_up else (min, max)
+    pick = smallest if select == "Min" else biggest
     result: int | None = None
     for policy in rules.get("policies") or []:
         period = float(policy.get("periodSeconds") or 0)
@@ -405,32 +410,23 @@ def scale_up_limit(current: int, up: Sequence[ScaleEvent], down: Sequence[ScaleE
                  + _changes_in_period(period, down, now))
         value = int(policy.get("value") or 0)
         if policy.get("type") == "Pods":
-            proposed = start + value
-        else:
+            proposed = start + value if scaling_up else start - value
+        elif scaling_up:
             proposed = math.ceil(start * (1 + value / 100))
-        result = proposed if result is None else pick(result, proposed)
-    return current if result is None else result
-
-
-def scale_down_limit(current: int, up: Sequence[ScaleEvent], down: Sequence[ScaleEvent],
-                     rules: Obj, now: float) -> int:
-    """calculateScaleDownLimitWithBehaviors."""
-    select = rules.get("selectPolicy") or "Max"
-    if select == "Disabled":
-        return current
-    pick = max if select == "Min" else min
-    result: int | None = None
-    for policy in rules.get("policies") or []:
-        period = float(policy.get("periodSeconds") or 0)
-        start = (current - _changes_in_period(period, up, now)
-                 + _changes_in_period(period, down, now))
-        value = int(policy.get("value") or 0)
-        if policy.get("type") == "Pods":
-            proposed = start - value
         else:
             proposed = int(start * (1 - value / 100))
         result = proposed if result is None else pick(result, proposed)
     return current if result is None else result
+
+
+def scale_up_limit(current: int, up: Sequence[ScaleEvent], down: Sequence[ScaleEvent],
+                   rules: Obj, now: float) -> int:
+    return _policy_limit(current, up, down, rules, now, scaling_up=True)
+
+
+def scale_down_limit(current: int, up: Sequence[ScaleEvent], down: Sequence[ScaleEvent],
+                     rules: Obj, now: float) -> int:
+    return _policy_limit(current, up, down, rules, now, scaling_up=False)
 
 
 @dataclass
