@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
 from kubelite.client import Client
+from kubelite.errors import NotFoundError
 from kubelite.localcluster import ManagedProcess, free_port, python_module_argv
 
-from .e2e import FAST_TIMINGS, echo_container, eventually, start_cluster, wait_nodes_ready
+from .e2e import (
+    FAST_TIMINGS,
+    echo_container,
+    eventually,
+    pids_with,
+    start_cluster,
+    wait_nodes_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +31,8 @@ async def test_pending_pod_is_scheduled_when_a_bigger_node_joins(tmp_path: Path)
     try:
         async with Client(cluster.target) as api:
             await wait_nodes_ready(api, 2)
-            container = echo_container()
+            marker = uuid.uuid4().hex
+            container = echo_container(marker=marker)
             container["resources"] = {"requests": {"cpu": "64", "memory": "64Mi"}}
             await api.create("pods", {"metadata": {"name": "huge"},
                                       "spec": {"containers": [container]}})
@@ -55,7 +65,19 @@ async def test_pending_pod_is_scheduled_when_a_bigger_node_joins(tmp_path: Path)
                 return pod if pod["spec"].get("nodeName") == "node-big" else None
 
             await eventually(scheduled, timeout=30, what="scheduled on node-big")
-            await api.delete("pods", "huge", grace_period_seconds=0)
+            # A graceful delete: the kubelet stops the process and confirms, so nothing
+            # outlives the test.
+            await api.delete("pods", "huge", grace_period_seconds=1)
+
+            async def gone() -> bool:
+                try:
+                    await api.get("pods", "huge")
+                except NotFoundError:
+                    return True
+                return False
+
+            await eventually(gone, timeout=30, what="the pod deleted by its kubelet")
+            assert not pids_with(marker)
     finally:
         if big is not None:
             big.stop()
