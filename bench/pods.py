@@ -134,8 +134,10 @@ def main() -> None:
         up.send_signal(signal.SIGTERM)
         up.wait(120)
         if network:
+            # The bench's pods, holders included, exited or not: namespace "bench".
             subprocess.run(["sh", "-c", "docker ps -aq --filter label=io.kubelite.managed-by "
-                            f"--filter network={network} | xargs -r docker rm -f"],
+                            "--filter label=io.kubernetes.pod.namespace=bench "
+                            "| xargs -r docker rm -f"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             subprocess.run(["docker", "network", "rm", network], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
