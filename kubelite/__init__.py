@@ -1,5 +1,5 @@
 """kubelite: a Kubernetes-style orchestrator. This package is the shared library
-(client, informers, work queue, leader election, validation) and the CLI."""
+(client, informers, work queue, leader election) and the CLI."""
 
 import os
 

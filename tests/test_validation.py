@@ -4,7 +4,7 @@ import pytest
 
 from kubelite.errors import InvalidError
 from kubelite.resources import RESOURCES, lookup
-from kubelite.validation import resolve_schema_version, validate_schema
+from services.apiserver.validation import resolve_schema_version, validate_schema
 
 VERSION = resolve_schema_version("latest")
 

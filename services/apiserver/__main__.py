@@ -17,13 +17,13 @@ from kubelite.api.v1 import api_pb2, api_pb2_grpc
 from kubelite.config import add_flag, setup_logging
 from kubelite.errors import UnavailableError
 from kubelite.resources import RESOURCES
-from kubelite.validation import DEFAULT_SCHEMA_VERSION, resolve_schema_version
 
 from .allocators import ServiceAllocator
 from .metrics import track_storage
 from .registry import Registry
 from .service import ApiService
 from .storage import Storage
+from .validation import DEFAULT_SCHEMA_VERSION, resolve_schema_version
 from .watchcache import WatchCache
 
 log = logging.getLogger("kubelite.apiserver")

@@ -30,7 +30,7 @@ from kubelite.errors import (
 )
 from kubelite.objects import merge_patch, now_rfc3339
 from kubelite.resources import RESOURCES, ResourceInfo, lookup
-from kubelite.validation import check_object, unimplemented_fields, validate_schema
+from .validation import check_object, unimplemented_fields, validate_schema
 
 from . import defaults
 from .allocators import CLUSTER_IP, Claim, ServiceAllocator
