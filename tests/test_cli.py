@@ -455,7 +455,9 @@ def test_unreachable_server_is_a_connect_error() -> None:
     assert is_connect_failure(err)
     assert api_error_line(err, server="127.0.0.1:1", timeout=1) == (
         "error: cannot connect to the apiserver at 127.0.0.1:1: Connection refused")
-    assert not is_connect_failure(errors.UnavailableError("redis is unreachable"))
+    from_server = errors.UnavailableError("redis is unreachable")
+    from_server.from_server = True  # as from_rpc_error marks an error with a Status
+    assert not is_connect_failure(from_server)
 
 
 def test_bad_command_lines_fail_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,31 +9,9 @@ from __future__ import annotations
 
 from kubelite import errors
 
-
-class BadRequestError(errors.InvalidError):
-    """An INVALID_ARGUMENT that Kubernetes would answer with 400 BadRequest rather than
-    422 Invalid: a request about an object that cannot serve it (logs of a pod that
-    has no node yet, of a container that is still waiting)."""
-
-
-# The reason kubectl prints in parentheses for each error class.
-REASONS: dict[type[errors.ApiError], str] = {
-    BadRequestError: "BadRequest",  # before InvalidError, its base class
-    errors.InvalidError: "Invalid",
-    errors.NotFoundError: "NotFound",
-    errors.AlreadyExistsError: "AlreadyExists",
-    errors.ConflictError: "Conflict",
-    errors.ExpiredError: "Expired",
-    errors.PreconditionFailedError: "PreconditionFailed",
-    errors.UnavailableError: "ServiceUnavailable",
-    errors.DeadlineExceededError: "Timeout",
-}
-
-# Phrases with which grpc reports that it never reached the server at all.
-_CONNECT_FAILURES = ("failed to connect", "connection refused", "dns resolution failed",
-                     "name resolution", "connect failed", "socket closed",
-                     "no route to host", "connection reset")
-
+# The CLI raises the library's BadRequestError where Kubernetes answers 400
+# (logs of a pod that has no node yet, of a container that is still waiting).
+BadRequestError = errors.BadRequestError
 
 class CliError(Exception):
     """A failure the CLI reports as `error: <message>` and exit code 1."""
@@ -44,11 +22,9 @@ def one_line(text: str) -> str:
 
 
 def is_connect_failure(err: errors.ApiError) -> bool:
-    """True when the call never reached an apiserver (as opposed to the server failing)."""
-    if not isinstance(err, errors.UnavailableError):
-        return False
-    text = err.message.lower()
-    return any(phrase in text for phrase in _CONNECT_FAILURES)
+    """True when the call never reached an apiserver (as opposed to the server failing):
+    an UNAVAILABLE that gRPC made itself, with no Status from the apiserver."""
+    return isinstance(err, errors.UnavailableError) and not err.from_server
 
 
 def is_fatal(err: errors.ApiError) -> bool:
@@ -62,10 +38,7 @@ def api_error_line(err: errors.ApiError, *, server: str, timeout: float) -> str:
         return f"error: cannot connect to the apiserver at {server}: {connect_reason(err)}"
     if isinstance(err, errors.DeadlineExceededError):
         return f"error: the apiserver at {server} did not answer within {timeout:g}s"
-    reason = next((r for cls, r in REASONS.items() if isinstance(err, cls)), None)
-    if reason is None:
-        reason = getattr(err.code, "name", "Unknown").title().replace("_", "")
-    return f"Error from server ({reason}): {one_line(str(err))}"
+    return f"Error from server ({err.reason}): {one_line(str(err))}"
 
 
 def connect_reason(err: errors.ApiError) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from kubelite import selectors
 from kubelite.errors import (
     AlreadyExistsError,
+    BadRequestError,
     ConflictError,
     InvalidError,
     NotFoundError,
@@ -512,7 +513,7 @@ class Registry:
         pod = await self._read(lookup("pods"), namespace or "default", name)
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:
-            raise InvalidError(f'pod "{name}" does not have a host assigned')
+            raise BadRequestError(f'pod "{name}" does not have a host assigned')
         return node_endpoint(await self._read(lookup("nodes"), "", node_name))
 
     # -- namespaces ------------------------------------------------------------

@@ -17,7 +17,14 @@ from typing import Any
 import grpc
 
 from kubelite.api.v1 import api_pb2, api_pb2_grpc
-from kubelite.errors import ApiError, InvalidError, UnavailableError, from_rpc_error
+from kubelite.errors import (
+    ApiError,
+    BadRequestError,
+    InternalError,
+    UnavailableError,
+    from_rpc_error,
+    to_trailing_metadata,
+)
 from kubelite.resources import ResourceInfo, lookup
 
 from .metrics import REQUEST_DURATION, REQUESTS
@@ -30,6 +37,11 @@ log = logging.getLogger("kubelite.apiserver")
 
 def _result(result: Result) -> api_pb2.ObjectResponse:
     return api_pb2.ObjectResponse(object=result.raw, warnings=result.warnings)
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: ApiError) -> None:
+    """Ends the call with err's code, message, and its reason and causes as details."""
+    await context.abort(err.code, str(err), trailing_metadata=to_trailing_metadata(err))
 
 
 def _resource_label(request: Any) -> str:
@@ -63,14 +75,14 @@ def unary(verb: str) -> Callable:
                         "storage did not answer within the request deadline") from None
             except ApiError as err:
                 code = err.code
-                await context.abort(err.code, str(err))
+                await _abort(context, err)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("internal error", extra={"kv": {"verb": verb}})
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error (a kubelite bug)")
+                await _abort(context, InternalError("internal error (a kubelite bug)"))
             finally:
                 REQUESTS.labels(verb, resource, code.name).inc()
                 REQUEST_DURATION.labels(verb, resource).observe(time.perf_counter() - started)
@@ -93,14 +105,14 @@ def streaming(verb: str) -> Callable:
                     yield item
             except ApiError as err:
                 code = err.code
-                await context.abort(err.code, str(err))
+                await _abort(context, err)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("internal error", extra={"kv": {"verb": verb}})
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error (a kubelite bug)")
+                await _abort(context, InternalError("internal error (a kubelite bug)"))
             finally:
                 REQUESTS.labels(verb, resource, code.name).inc()
 
@@ -182,7 +194,8 @@ class ApiService(api_pb2_grpc.ApiServicer):
             items = await self.metrics.pods(namespace=request.namespace, name=request.name,
                                             label_selector=request.label_selector)
         else:
-            raise InvalidError(f'the metrics API serves nodes and pods, not "{request.resource}"')
+            raise BadRequestError(
+                f'the metrics API serves nodes and pods, not "{request.resource}"')
         return api_pb2.MetricsResponse(items=items)
 
     @streaming("logs")
@@ -222,8 +235,8 @@ class ApiService(api_pb2_grpc.ApiServicer):
             try:
                 after = int(rv)
             except ValueError:
-                raise InvalidError(f'resourceVersion: Invalid value: "{rv}": must be a '
-                                   "revision number") from None
+                raise BadRequestError(f'resourceVersion: Invalid value: "{rv}": must be a '
+                                      "revision number") from None
         interval = self.bookmark_interval if request.allow_bookmarks else None
         async for delivery in self.cache.watch(resource=info.plural, namespace=namespace,
                                                matches=matches, after=after,

@@ -35,7 +35,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from kubelite.errors import (
+    NAMESPACE_TERMINATING,
     AlreadyExistsError,
+    Cause,
     ConflictError,
     ExpiredError,
     NotFoundError,
@@ -274,9 +276,10 @@ class Storage:
         if code == -2:
             raise NotFoundError(f'namespaces "{check_namespace}" not found')
         if code == -3:
-            raise PreconditionFailedError(
-                f'unable to create new content in namespace {check_namespace} '
-                f'because it is being terminated')
+            message = (f"unable to create new content in namespace {check_namespace} "
+                       "because it is being terminated")
+            raise PreconditionFailedError(message, reason="Forbidden", causes=[
+                Cause(NAMESPACE_TERMINATING, message, "metadata.namespace")])
         if code == -4:
             raise NotFoundError(f'{resource} "{name}" not found')
         raise ConflictError(

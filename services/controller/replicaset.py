@@ -24,7 +24,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from kubelite.client import Client
-from kubelite.errors import ApiError, ConflictError, NotFoundError, PreconditionFailedError
+from kubelite.errors import (
+    ApiError,
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    is_namespace_terminating,
+)
 from kubelite.events import NORMAL, WARNING, EventRecorder
 from kubelite.informer import object_key, split_key
 from kubelite.objects import now_rfc3339
@@ -322,7 +328,7 @@ class ReplicaSetController(Controller[str]):
         try:
             pod = await self.client.create("pods", pod_from_template(rs, template))
         except PreconditionFailedError as err:
-            if "being terminated" in str(err):
+            if is_namespace_terminating(err):
                 # The namespace is going away, and this ReplicaSet with it.
                 raise _Skipped() from None
             self.recorder.event(rs, WARNING, "FailedCreate", f"Error creating: {err}")

@@ -197,3 +197,27 @@ class StatsResponse(_message.Message):
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     summary: bytes
     def __init__(self, summary: _Optional[bytes] = ...) -> None: ...
+
+class Status(_message.Message):
+    __slots__ = ("reason", "message", "code", "causes", "retry_after_seconds")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    CAUSES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    message: str
+    code: int
+    causes: _containers.RepeatedCompositeFieldContainer[StatusCause]
+    retry_after_seconds: int
+    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., code: _Optional[int] = ..., causes: _Optional[_Iterable[_Union[StatusCause, _Mapping]]] = ..., retry_after_seconds: _Optional[int] = ...) -> None: ...
+
+class StatusCause(_message.Message):
+    __slots__ = ("reason", "message", "field")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    message: str
+    field: str
+    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
