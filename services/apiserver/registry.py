@@ -603,8 +603,11 @@ def node_endpoint(node: dict[str, Any]) -> str:
 
 def compile_filter(label_selector: str, field_selector: str):
     """One predicate for both selectors, or None when neither selects anything."""
-    labels = selectors.parse_label_selector(label_selector) if label_selector else None
-    fields = selectors.parse_field_selector(field_selector) if field_selector else None
+    try:
+        labels = selectors.parse_label_selector(label_selector) if label_selector else None
+        fields = selectors.parse_field_selector(field_selector) if field_selector else None
+    except InvalidError as err:  # a malformed request, not an invalid object: a 400
+        raise BadRequestError(err.message, field=err.field) from None
     if labels is None and fields is None:
         return None
 
