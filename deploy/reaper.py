@@ -101,7 +101,8 @@ def reap(client: Any, node: re.Pattern[str], stop_timeout: float) -> int:
         except Exception as err:  # noqa: BLE001 - one failure must not keep the rest
             log(f"{call.__name__} {args[0][:12]}: {err}")
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    # Fewer workers than docker-py's 10 pooled connections.
+    with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda cid: quietly(client.stop, cid, timeout=int(stop_timeout)),
                       containers))
         for batch in (containers, holders):
@@ -111,6 +112,8 @@ def reap(client: Any, node: re.Pattern[str], stop_timeout: float) -> int:
 
 
 def main(argv: list[str]) -> int:
+    # Blocked first, so that a SIGTERM arriving while this starts waits for sigwait below.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     import docker
 
     args = parse_args(argv)
@@ -122,8 +125,6 @@ def main(argv: list[str]) -> int:
     node = re.compile("|".join(
         re.escape(f"{node_name_for(project)}-{node_name_for(service)}-") + r"\d+"
         for service in args.kubelet_service))
-    # Blocked before the wait, so that a signal arriving early is not lost.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     log(f"guarding the pods of project {project} (nodes {node.pattern})")
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     kubelets = running_kubelets(client, project, args.kubelet_service)
