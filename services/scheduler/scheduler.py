@@ -32,6 +32,7 @@ from kubelite.errors import ApiError, ConflictError, NotFoundError, Precondition
 from kubelite.events import NORMAL, WARNING, EventRecorder
 from kubelite.informer import Informer
 from kubelite.objects import now_rfc3339
+from kubelite.supervise import spawn
 
 from . import metrics
 from .cache import SchedulerCache
@@ -102,7 +103,7 @@ class Scheduler:
         self.nodes.start()
         await self.pods.wait_synced()
         await self.nodes.wait_synced()
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="scheduler-housekeeping")
+        self._housekeeping = spawn("scheduler-housekeeping", self._housekeep, logger=log)
         log.info("scheduler caches synced", extra={"kv": {
             "nodes": self.cache.num_nodes, "pods": self.cache.num_pods,
             "pending": len(self.queue)}})
