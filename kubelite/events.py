@@ -21,6 +21,7 @@ from kubelite.supervise import spawn
 
 log = logging.getLogger("kubelite.events")
 
+MAX_NAME = 253
 NORMAL = "Normal"
 WARNING = "Warning"
 
@@ -93,7 +94,9 @@ class EventRecorder:
                 return
             except NotFoundError:
                 pass  # expired: start a new series
-        name = f"{ref.get('name', 'unknown')}.{time.time_ns():x}"
+        suffix = f".{time.time_ns():x}"
+        # Cut a long object name so that the Event's name stays a valid one (253).
+        name = f"{ref.get('name', 'unknown')[:MAX_NAME - len(suffix)]}{suffix}"
         event = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": namespace},
