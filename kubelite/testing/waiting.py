@@ -58,7 +58,7 @@ async def eventually(
     condition: Callable[[], T | Awaitable[T]],
     timeout: float = 30.0,
     *,
-    interval: float = 0.05,
+    interval: float = 0.1,
     what: str = "",
     ignore: Sequence[type[BaseException]] = (),
 ) -> T:
