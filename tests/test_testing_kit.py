@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from importlib.metadata import entry_points
@@ -272,3 +273,18 @@ async def test_eventually_returns_the_value_and_counts_ignored_errors_as_not_yet
     with pytest.raises(WaitTimeout, match="timed out after 0.1s waiting for the moon; "
                                           "last seen: 0"):
         await eventually(lambda: 0, timeout=0.1, what="the moon")
+
+
+def readme_example() -> str:
+    """The pytest example of the README's harness section."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", readme, re.S | re.M)
+    [example] = [b for b in blocks if "kubelite_client" in b]
+    return example
+
+
+@pytest.mark.slow
+def test_the_readme_harness_example_passes(pytester: pytest.Pytester) -> None:
+    """The README's plugin example, as written, passes in a fresh pytest run."""
+    result, _ = run_fresh(pytester, readme_example(), timeout=180)
+    result.assert_outcomes(passed=2)
