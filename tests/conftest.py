@@ -17,6 +17,9 @@ from kubelite.client import Client
 from kubelite.localcluster import RedisServer
 from kubelite.testing import ApiServer
 
+# tests/test_testing_kit.py runs fresh pytest sessions to test the plugin itself.
+pytest_plugins = ["pytester"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.is_registered(kubelite_plugin):

@@ -26,8 +26,6 @@ from kubelite.testing import (
 
 from .helpers import configmap
 
-pytest_plugins = ["pytester"]
-
 Obj = dict[str, Any]
 
 
