@@ -30,11 +30,12 @@ from kubelite.errors import (
 )
 from kubelite.objects import merge_patch, now_rfc3339
 from kubelite.resources import ResourceInfo, lookup
-from .validation import check_object, unimplemented_fields, validate_schema
 
-from . import defaults
+from . import strategies
 from .allocators import CLUSTER_IP, Claim, ServiceAllocator
 from .storage import RV_PLACEHOLDER, AllocationConflict, Storage, split_serialized
+from .strategies import Strategy
+from .validation import validate_schema
 
 log = logging.getLogger("kubelite.apiserver.registry")
 
@@ -46,7 +47,6 @@ _SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
                 "generation", "resourceVersion", "name", "namespace", "selfLink")
 _META_ORDER = ("name", "generateName", "namespace", "uid", "resourceVersion")
 _CONFLICT_RETRIES = 20
-_EMPTY_STATUS = {"ReplicaSet": {"replicas": 0}, "HorizontalPodAutoscaler": {"desiredReplicas": 0}}
 
 
 @dataclass
@@ -129,8 +129,12 @@ class Registry:
         self.storage = storage
         self.services = services or ServiceAllocator("127.96.0.0/16", (30000, 32767))
         self.schema_version = schema_version
+        self.strategies = strategies.build(allocator=self.services)
 
     # -- helpers ---------------------------------------------------------------
+
+    def strategy(self, info: ResourceInfo) -> Strategy:
+        return self.strategies[info.kind]
 
     def _namespace(self, info: ResourceInfo, requested: str, obj: dict[str, Any] | None) -> str:
         if not info.namespaced:
@@ -201,15 +205,15 @@ class Registry:
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
-        if _content(obj) and info.kind not in ("ConfigMap", "Event", "Endpoints"):
+        strategy = self.strategy(info)
+        if _content(obj) and strategy.tracks_generation:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        self._initial_status(info, obj)
-        defaults.apply(info.kind, obj)
-        check_object(info, obj)
-        warnings = unimplemented_fields(info, obj)
-        claims = self.services.plan_create(obj) if info.kind == "Service" else []
+        strategy.prepare_for_create(obj)
+        strategy.validate(obj)
+        warnings = strategy.warnings(obj)
+        claims = strategy.claims_for_create(obj)
         raw = await self._commit_claiming(
             "create", info, ns, obj, claims, [], event_type="ADDED",
             check_namespace=ns if info.namespaced else "")
@@ -241,25 +245,12 @@ class Registry:
     async def _commit_delete(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                              expected_rv: str = "") -> bytes:
         """Removes an object for good, giving back what it held (ClusterIP, NodePorts)."""
-        releases = self.services.releases_for(old) if info.kind == "Service" else []
+        releases = self.strategy(info).releases_for_delete(old)
         parts = split_serialized(_ordered(info, old))
         _, raw = await self.storage.commit("delete", info.plural, ns, old["metadata"]["name"],
                                            parts, expected_rv=expected_rv,
                                            event_type="DELETED", releases=releases)
         return raw
-
-    @staticmethod
-    def _initial_status(info: ResourceInfo, obj: dict[str, Any]) -> None:
-        if info.kind == "Pod":
-            obj["status"] = {"phase": "Pending",
-                             "qosClass": defaults.qos_class(obj.get("spec") or {})}
-        elif info.kind == "Namespace":
-            obj["status"] = {"phase": "Active"}
-        elif info.kind == "Node":
-            pass  # a kubelet registers its node with its status, as Kubernetes allows
-        elif info.has_status:
-            # What Kubernetes' typed structs serialize when empty: schema-valid.
-            obj["status"] = dict(_EMPTY_STATUS.get(info.kind, {}))
 
     # -- read ------------------------------------------------------------------
 
@@ -328,14 +319,12 @@ class Registry:
             raise ConflictError(f"Precondition failed: UID in object meta: {meta['uid']}, "
                                 f"stored UID: {old_meta.get('uid')}")
         if status:
-            new = json.loads(json.dumps(old))
-            new["status"] = obj.get("status") or {}
+            new = self.strategy(info).prepare_for_status_update(old, obj)
         else:
             new = self._merge_for_update(info, old, obj)
         return await self._write_update(info, ns, old, new)
 
-    @staticmethod
-    def _merge_for_update(info: ResourceInfo, old: dict[str, Any],
+    def _merge_for_update(self, info: ResourceInfo, old: dict[str, Any],
                           obj: dict[str, Any]) -> dict[str, Any]:
         new = json.loads(json.dumps(obj))
         meta = new.setdefault("metadata", {})
@@ -344,13 +333,9 @@ class Registry:
                 meta[key] = old["metadata"][key]
             else:
                 meta.pop(key, None)
-        if info.has_status:
-            if "status" in old:
-                new["status"] = old["status"]
-            else:
-                new.pop("status", None)
-        defaults.apply(info.kind, new)
-        check_immutable(info, old, new)
+        strategy = self.strategy(info)
+        strategy.prepare_for_update(old, new)
+        strategy.validate_update(old, new)
         return new
 
     async def _write_update(self, info: ResourceInfo, ns: str, old: dict[str, Any],
@@ -363,17 +348,15 @@ class Registry:
                 and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")):
             # The last finalizer is gone: the deletion the object waited for happens now.
             return Result(await self._commit_delete(info, ns, old, _rv(old)))
-        claims: list[Claim] = []
-        releases: list[tuple[str, str]] = []
-        if info.kind == "Service":
-            claims, releases = self.services.plan_update(old, new)
+        strategy = self.strategy(info)
+        claims, releases = strategy.claims_for_update(old, new)
         new_meta_cmp = dict(meta, resourceVersion=_rv(old))
         if dict(new, metadata=new_meta_cmp) == old:
             return Result(json.dumps(old, separators=(",", ":")).encode())
         if _content(new) != _content(old) and "generation" in old["metadata"]:
             meta["generation"] = int(old["metadata"]["generation"]) + 1
-        check_object(info, new)
-        warnings = unimplemented_fields(info, new)
+        strategy.validate(new)
+        warnings = strategy.warnings(new)
         raw = await self._commit_claiming(
             "update", info, ns, new, claims, releases, expected_rv=_rv(old),
             event_type="MODIFIED", prev=json.dumps(selector_view(old)).encode())
@@ -435,17 +418,6 @@ class Registry:
                 continue
         raise ConflictError(f'too many conflicts deleting {info.qualified_plural} "{name}"')
 
-    @staticmethod
-    def _grace_period(info: ResourceInfo, old: dict[str, Any], grace: int | None) -> int:
-        if info.kind != "Pod":
-            return 0
-        spec, status = old.get("spec") or {}, old.get("status") or {}
-        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
-            return 0  # no kubelet has to stop anything
-        if grace is None:
-            grace = int(spec.get("terminationGracePeriodSeconds", 30))
-        return grace
-
     async def _delete_once(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                            grace: int | None, propagation: str) -> Result:
         new = json.loads(json.dumps(old))
@@ -454,7 +426,7 @@ class Registry:
         wanted = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
         if wanted and wanted not in finalizers and not meta.get("deletionTimestamp"):
             finalizers.append(wanted)
-        period = self._grace_period(info, old, grace)
+        period = self.strategy(info).grace_period(old, grace)
         now = datetime.now(UTC)
         if period > 0:
             current = meta.get("deletionGracePeriodSeconds")
@@ -580,8 +552,11 @@ def node_endpoint(node: dict[str, Any]) -> str:
 
 def compile_filter(label_selector: str, field_selector: str):
     """One predicate for both selectors, or None when neither selects anything."""
-    labels = selectors.parse_label_selector(label_selector) if label_selector else None
-    fields = selectors.parse_field_selector(field_selector) if field_selector else None
+    try:
+        labels = selectors.parse_label_selector(label_selector) if label_selector else None
+        fields = selectors.parse_field_selector(field_selector) if field_selector else None
+    except InvalidError as err:  # a malformed request, not an invalid object: a 400
+        raise BadRequestError(err.message, field=err.field) from None
     if labels is None and fields is None:
         return None
 
@@ -591,29 +566,3 @@ def compile_filter(label_selector: str, field_selector: str):
         return fields is None or fields.matches(obj)
 
     return matches
-
-
-def check_immutable(info: ResourceInfo, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Rejects updates to fields Kubernetes makes immutable."""
-    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
-    if info.kind in ("Deployment", "ReplicaSet"):
-        if old_spec.get("selector") != new_spec.get("selector"):
-            raise InvalidError(f'{info.kind} "{old["metadata"]["name"]}" is invalid: '
-                               "spec.selector: Invalid value: field is immutable")
-    if info.kind == "Pod":
-        def mutable_view(spec: dict[str, Any]) -> dict[str, Any]:
-            view = json.loads(json.dumps(spec))
-            for c in view.get("containers") or []:
-                c.pop("image", None)
-            for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
-                view.pop(key, None)
-            if not old_spec.get("nodeName"):
-                view.pop("nodeName", None)
-            return view
-
-        if mutable_view(old_spec) != mutable_view(new_spec):
-            raise InvalidError(
-                f'Pod "{old["metadata"]["name"]}" is invalid: spec: Forbidden: pod updates may '
-                "not change fields other than `spec.containers[*].image`, "
-                "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
-                "tolerations) or `spec.terminationGracePeriodSeconds`")

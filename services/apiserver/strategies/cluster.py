@@ -1,0 +1,20 @@
+"""The cluster-scoped kinds: Namespaces (a label naming them, the "kubernetes"
+finalizer, phase Active) and Nodes (registered by their kubelet, status included)."""
+
+from __future__ import annotations
+
+from .base import Obj, Strategy
+
+
+class NamespaceStrategy(Strategy):
+    initial_status = {"phase": "Active"}
+
+    def defaults(self, obj: Obj) -> None:
+        name = obj["metadata"]["name"]
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+
+
+class NodeStrategy(Strategy):
+    # A kubelet registers its Node with its status, as Kubernetes allows.
+    initial_status = None
