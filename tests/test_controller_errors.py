@@ -13,8 +13,9 @@ import asyncio
 import uuid
 
 from kubelite.client import Client
+from kubelite.testing import eventually
 
-from .test_controller import ControllerManager, deployment, eventually, wait_leader
+from .test_controller import ControllerManager, deployment, wait_leader
 
 
 async def sync_failed_events(client: Client, namespace: str, name: str) -> list[dict]:

@@ -17,9 +17,10 @@ from kubelite.client import Client
 from kubelite.errors import NotFoundError, PreconditionFailedError, is_namespace_terminating
 from kubelite.objects import now_rfc3339
 from kubelite.resources import RESOURCES
+from kubelite.testing import eventually
 
 from .helpers import configmap, pod
-from .test_controller import ControllerManager, deployment, eventually, wait_leader
+from .test_controller import ControllerManager, deployment, wait_leader
 
 
 def start_manager(target: str, workdir, *extra: str, env: dict[str, str] | None = None,
@@ -165,7 +166,7 @@ async def test_cluster_loops_wait_for_a_controller_manager(apiserver, tmp_path) 
             await c.create("events", event("recent", "default", now_rfc3339()))
             await asyncio.sleep(0.5)
             assert not await gone(c, "events", "recent", "default")
-            await eventually(lambda: gone(c, "events", "recent", "default"), within=10,
+            await eventually(lambda: gone(c, "events", "recent", "default"), timeout=10,
                              what="recent expired after its TTL")
             assert not await gone(c, "events", "fresh", "default")
         finally:

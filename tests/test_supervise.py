@@ -16,9 +16,10 @@ import uuid
 from kubelite import supervise as sup
 from kubelite.client import Client
 from kubelite.supervise import TASK_FAILURES, TASK_RESTARTS, spawn, supervise
+from kubelite.testing import eventually
 
 from .helpers import configmap, metric_value
-from .test_controller import ControllerManager, eventually, wait_leader
+from .test_controller import ControllerManager, wait_leader
 
 
 def _value(counter, task: str) -> float:
@@ -36,7 +37,7 @@ async def test_a_task_that_raises_is_restarted_with_growing_backoff() -> None:
         await asyncio.sleep(3600)
 
     runner = spawn(task, flaky, initial_backoff=0.05, max_backoff=1.0)
-    await eventually(lambda: _ready(len(starts) == 4), within=5, what="fourth start")
+    await eventually(lambda: len(starts) == 4, timeout=5, what="fourth start")
     assert _value(TASK_FAILURES, task) == 3
     assert _value(TASK_RESTARTS, task) == 3
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
@@ -46,10 +47,6 @@ async def test_a_task_that_raises_is_restarted_with_growing_backoff() -> None:
     await asyncio.gather(runner, return_exceptions=True)
     assert runner.cancelled()
     assert _value(TASK_FAILURES, task) == 3  # cancellation is no failure
-
-
-async def _ready(value: bool) -> bool:
-    return value
 
 
 async def test_backoff_is_capped_and_reset_after_a_healthy_run() -> None:
@@ -67,7 +64,7 @@ async def test_backoff_is_capped_and_reset_after_a_healthy_run() -> None:
         await fails_after(0.3 if len(starts) == 4 else 0.0)
 
     runner = spawn(task, loop, initial_backoff=0.04, max_backoff=0.1, healthy_after=0.25)
-    await eventually(lambda: _ready(len(starts) >= 5), within=5, what="fifth start")
+    await eventually(lambda: len(starts) >= 5, timeout=5, what="fifth start")
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
@@ -106,7 +103,7 @@ async def test_injected_failure_kills_only_the_first_run(monkeypatch) -> None:
             raise
 
     runner = spawn(task, loop, initial_backoff=0.01)
-    await eventually(lambda: _ready(runs == 2), within=5, what="restart")
+    await eventually(lambda: runs == 2, timeout=5, what="restart")
     await asyncio.sleep(0.2)
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
