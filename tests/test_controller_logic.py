@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kubelite.errors import InvalidError, UnavailableError
+from kubelite.workqueue import WORKQUEUE_RETRIES
 from services.controller import rollout as ro
 from services.controller.base import PERMANENT_ERRORS, RECONCILE_ERRORS, Controller
 from services.controller.config import gc_resources, parse_args, select_controllers
@@ -486,11 +487,13 @@ async def _sync_once_with(error: Exception) -> tuple[_Counting, _Recorder, list[
 
 async def test_a_permanent_api_error_is_reported_and_not_retried():
     before = PERMANENT_ERRORS.labels("unit-test")._value.get()
+    retries = WORKQUEUE_RETRIES.labels("unit-test")._value.get()
     controller, recorder, _ = await _sync_once_with(
         InvalidError("Invalid value: -1", field="spec.replicas"))
     assert len(controller.queue) == 0 and controller.queue.num_waiting() == 0
     assert controller.queue.num_requeues("ns/a") == 0
     assert PERMANENT_ERRORS.labels("unit-test")._value.get() == before + 1
+    assert WORKQUEUE_RETRIES.labels("unit-test")._value.get() == retries
     assert recorder.events == [("a", "Warning", "SyncFailed",
                                 "spec.replicas: Invalid value: -1")]
     controller.queue.add("ns/a")  # the object changed: its informer queues it again
@@ -499,9 +502,11 @@ async def test_a_permanent_api_error_is_reported_and_not_retried():
 
 @pytest.mark.parametrize("error", [UnavailableError("redis is down"), RuntimeError("bug")])
 async def test_retryable_and_unexpected_errors_are_requeued(error):
+    retries = WORKQUEUE_RETRIES.labels("unit-test")._value.get()
     controller, recorder, _ = await _sync_once_with(error)
     assert len(controller.queue) == 1  # back after its backoff
     assert controller.queue.num_requeues("ns/a") == 1
+    assert WORKQUEUE_RETRIES.labels("unit-test")._value.get() == retries + 1
     assert recorder.events == []
 
 
