@@ -341,8 +341,8 @@ class Registry:
     async def _write_update(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                             new: dict[str, Any]) -> Result:
         meta = new["metadata"]
-        if info.kind == "Namespace":
-            if self._namespace_finalized(info, new):
+        if is_namespace(info):
+            if self._namespace_finalized(new):
                 return await self._finalize_namespace(info, old)
         elif (old["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
                 and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")):
@@ -411,7 +411,7 @@ class Registry:
                     f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
                     f"ResourceVersion in object meta: {_rv(old)}")
             try:
-                if info.kind == "Namespace":
+                if is_namespace(info):
                     return await self._delete_namespace(info, old)
                 return await self._delete_once(info, ns, old, grace, propagation)
             except ConflictError:
@@ -522,10 +522,10 @@ class Registry:
         return await self._write_update(info, "", old, new)
 
     @staticmethod
-    def _namespace_finalized(info: ResourceInfo, new: dict[str, Any]) -> bool:
+    def _namespace_finalized(new: dict[str, Any]) -> bool:
         """Whether new is a deleted namespace that nothing holds any longer."""
         meta = new["metadata"]
-        return (info.kind == "Namespace" and bool(meta.get("deletionTimestamp"))
+        return (bool(meta.get("deletionTimestamp"))
                 and not (new.get("spec") or {}).get("finalizers")
                 and not meta.get("finalizers"))
 
@@ -536,6 +536,13 @@ class Registry:
         await self.storage.unmark_terminating(name)
         log.info("namespace deleted", extra={"kv": {"namespace": name}})
         return Result(raw)
+
+
+def is_namespace(info: ResourceInfo) -> bool:
+    """The namespace lifecycle (Terminating, then finalized) is the registry's one
+    per-kind rule: deleting marks it, and the update that removes its last
+    finalizer deletes it and frees its name for creates."""
+    return info.kind == "Namespace"
 
 
 def node_endpoint(node: dict[str, Any]) -> str:
