@@ -478,8 +478,9 @@ async def test_one_key_is_never_synced_by_two_workers_at_once():
 def test_controllers_flag_enables_and_disables_by_name():
     assert select_controllers("*") == ("replicaset", "deployment", "endpoint",
                                        "garbagecollector", "nodelifecycle",
-                                       "horizontalpodautoscaling")
-    assert select_controllers("*,-nodelifecycle,-endpoint,-horizontalpodautoscaling") == (
+                                       "horizontalpodautoscaling", "disruption")
+    assert select_controllers("*,-nodelifecycle,-endpoint,-horizontalpodautoscaling,"
+                              "-disruption") == (
         "replicaset", "deployment", "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):

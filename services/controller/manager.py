@@ -18,6 +18,7 @@ from kubelite.events import EventRecorder
 from .base import Controller, cancel_and_wait
 from .config import Config
 from .deployment import DeploymentController
+from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
 from .hpa import HorizontalPodAutoscalerController, Readiness
@@ -44,6 +45,8 @@ BUILDERS: dict[str, Builder] = {
         tolerance=config.hpa_tolerance,
         readiness=Readiness(config.hpa_cpu_initialization_period,
                             config.hpa_initial_readiness_delay)),
+    "disruption": lambda client, factory, config: DisruptionController(
+        client, factory, deletion_timeout=config.disruption_deletion_timeout),
 }
 
 
