@@ -230,3 +230,26 @@ async def test_drain_never_takes_a_deployment_below_its_budget(
     assert {p["spec"]["nodeName"] for p in healthy} == {other}
     node_obj = await api.get("nodes", node)
     assert node_obj["spec"].get("unschedulable") is True
+
+
+def test_get_and_describe_pdb_show_what_kubectl_shows() -> None:
+    """`get pdb` columns (N/A for the unset bound) and `describe pdb`'s status block."""
+    from datetime import UTC, datetime
+
+    from kubelite.cli import columns, describe
+    from kubelite.resources import lookup
+
+    info = lookup("pdb")
+    budget = {"metadata": {"name": "web", "namespace": "default",
+                           "creationTimestamp": "2026-01-01T00:00:00Z"},
+              "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}},
+              "status": {"disruptionsAllowed": 1, "currentHealthy": 3, "desiredHealthy": 2,
+                         "expectedPods": 3}}
+    now = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
+    headers, row = columns.table(info, columns.TableOptions(), now)
+    assert headers == ["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"]
+    assert row(budget) == ["web", "2", "N/A", "1", "30s"]
+    text = describe.describe(budget, info, [], now=now)
+    for line in ("Min available:", "Selector:", "Allowed disruptions:", "Total:"):
+        assert line in text
+    assert "app=web" in text
