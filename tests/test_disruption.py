@@ -80,7 +80,7 @@ async def status_becomes(client: Client, namespace: str, name: str, want: Obj,
         status = (await client.get("pdb", name, namespace=namespace)).get("status") or {}
         return status if all(status.get(k) == v for k, v in want.items()) else None
 
-    return await eventually(check, within=within)
+    return await eventually(check, timeout=within)
 
 
 async def test_min_available_budget_over_a_deployment(client: Client, ns: str) -> None:
