@@ -425,7 +425,7 @@ async def test_short_names_resolve(client: Client, namespace: str) -> None:
     await client.create("cm", configmap("s", namespace))
     for name in ("configmaps", "configmap", "ConfigMap", "cm"):
         assert (await client.get(name, "s", namespace=namespace))["metadata"]["name"] == "s"
-    for name in ("po", "deploy", "rs", "svc", "ep", "no", "ns", "ev", "hpa", "lease"):
+    for name in ("po", "deploy", "rs", "svc", "ep", "no", "ns", "ev", "hpa", "lease", "pdb"):
         await client.list(name)
 
 

@@ -27,7 +27,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
-                     "nodelifecycle", "horizontalpodautoscaling", "namespace", "eventexpiry")
+                     "nodelifecycle", "horizontalpodautoscaling", "disruption", "namespace",
+                     "eventexpiry")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Config:
     hpa_cpu_initialization_period: float = 300.0
     hpa_initial_readiness_delay: float = 30.0
     event_ttl: float = 3600.0
+    disruption_deletion_timeout: float = 120.0
 
 
 def select_controllers(spec: str) -> tuple[str, ...]:
@@ -131,6 +133,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--event-ttl", default="1h", type=duration,
              help="how long an Event is kept after it last occurred (a duration: 1h, 30m; "
                   "or seconds), by the eventexpiry controller")
+    add_flag(p, "--disruption-deletion-timeout", default="2m", type=duration,
+             help="how long an eviction the apiserver approved may take to show as a "
+                  "deletion before its budget counts the pod as healthy again")
     args = p.parse_args(argv)
     try:
         controllers = select_controllers(args.controllers)
@@ -157,6 +162,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         hpa_cpu_initialization_period=args.horizontal_pod_autoscaler_cpu_initialization_period,
         hpa_initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
         event_ttl=args.event_ttl,
+        disruption_deletion_timeout=args.disruption_deletion_timeout,
     )
 
 

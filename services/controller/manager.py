@@ -19,6 +19,7 @@ from kubelite.supervise import spawn
 from .base import Controller, cancel_and_wait
 from .config import Config
 from .deployment import DeploymentController
+from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .eventexpiry import EventExpiryController
 from .garbagecollector import GarbageCollector
@@ -50,6 +51,8 @@ BUILDERS: dict[str, Builder] = {
     "namespace": lambda client, factory, config: NamespaceController(client, factory),
     "eventexpiry": lambda client, factory, config: EventExpiryController(
         client, factory, ttl=config.event_ttl),
+    "disruption": lambda client, factory, config: DisruptionController(
+        client, factory, deletion_timeout=config.disruption_deletion_timeout),
 }
 
 
