@@ -341,14 +341,12 @@ class Registry:
     async def _write_update(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                             new: dict[str, Any]) -> Result:
         meta = new["metadata"]
-        if is_namespace(info):
-            if self._namespace_finalized(new):
-                return await self._finalize_namespace(info, old)
-        elif (old["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
-                and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")):
-            # The last finalizer is gone: the deletion the object waited for happens now.
-            return Result(await self._commit_delete(info, ns, old, _rv(old)))
         strategy = self.strategy(info)
+        if strategy.finalized(old, new):
+            # The last finalizer is gone: the deletion the object waited for happens now.
+            if strategy.terminates:
+                return await self._finalize_namespace(info, old)
+            return Result(await self._commit_delete(info, ns, old, _rv(old)))
         claims, releases = strategy.claims_for_update(old, new)
         new_meta_cmp = dict(meta, resourceVersion=_rv(old))
         if dict(new, metadata=new_meta_cmp) == old:
@@ -411,7 +409,7 @@ class Registry:
                     f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
                     f"ResourceVersion in object meta: {_rv(old)}")
             try:
-                if is_namespace(info):
+                if self.strategy(info).terminates:
                     return await self._delete_namespace(info, old)
                 return await self._delete_once(info, ns, old, grace, propagation)
             except ConflictError:
@@ -521,14 +519,6 @@ class Registry:
         new["status"] = {**(old.get("status") or {}), "phase": "Terminating"}
         return await self._write_update(info, "", old, new)
 
-    @staticmethod
-    def _namespace_finalized(new: dict[str, Any]) -> bool:
-        """Whether new is a deleted namespace that nothing holds any longer."""
-        meta = new["metadata"]
-        return (bool(meta.get("deletionTimestamp"))
-                and not (new.get("spec") or {}).get("finalizers")
-                and not meta.get("finalizers"))
-
     async def _finalize_namespace(self, info: ResourceInfo, old: dict[str, Any]) -> Result:
         """Deletes a namespace whose last finalizer is gone, and lets its name be reused."""
         name = old["metadata"]["name"]
@@ -536,13 +526,6 @@ class Registry:
         await self.storage.unmark_terminating(name)
         log.info("namespace deleted", extra={"kv": {"namespace": name}})
         return Result(raw)
-
-
-def is_namespace(info: ResourceInfo) -> bool:
-    """The namespace lifecycle (Terminating, then finalized) is the registry's one
-    per-kind rule: deleting marks it, and the update that removes its last
-    finalizer deletes it and frees its name for creates."""
-    return info.kind == "Namespace"
 
 
 def node_endpoint(node: dict[str, Any]) -> str:
