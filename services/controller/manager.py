@@ -18,12 +18,14 @@ from kubelite.events import EventRecorder
 from .base import Controller, cancel_and_wait
 from .config import Config
 from .deployment import DeploymentController
+from .disruption import EvictionRates
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
 from .hpa import HorizontalPodAutoscalerController, Readiness
 from .informers import InformerFactory
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
+from .taintmanager import TaintEvictionController
 
 log = logging.getLogger("kubelite.controller")
 
@@ -37,7 +39,11 @@ BUILDERS: dict[str, Builder] = {
         client, factory, resources=config.gc_resources),
     "nodelifecycle": lambda client, factory, config: NodeLifecycleController(
         client, factory, grace_period=config.node_monitor_grace_period,
-        monitor_period=config.node_monitor_period),
+        monitor_period=config.node_monitor_period,
+        rates=EvictionRates(config.node_eviction_rate, config.secondary_node_eviction_rate,
+                            config.unhealthy_zone_threshold,
+                            config.large_cluster_size_threshold)),
+    "tainteviction": lambda client, factory, config: TaintEvictionController(client, factory),
     "horizontalpodautoscaling": lambda client, factory, config: HorizontalPodAutoscalerController(
         client, factory, sync_period=config.hpa_sync_period,
         downscale_stabilization=config.hpa_downscale_stabilization,
