@@ -365,15 +365,24 @@ async def test_kubelet_sigstopped_partition_under_kubelite_up(tmp_path: Path):
     stopped: int | None = None
     try:
         wait_healthy(target, 60, up)
-        cmdlines = [c for c in _children_cmdlines(tmp_path) if target in " ".join(c)]
-        # The flags reached their components, and each kubelet's command line names its node.
-        _pid_of(cmdlines, "services.controller", f"--node-monitor-grace-period {GRACE}",
-                "--node-eviction-rate 0.5")
-        _pid_of(cmdlines, "services.apiserver",
-                f"--default-unreachable-toleration-seconds {TOLERATION}")
-        for node in ("node-0", "node-1"):
-            _pid_of(cmdlines, "services.kubelet", f"--node-name {node}",
-                    "--node-lease-renew-interval 1", "--node-status-update-frequency 1")
+
+        def flags_passed_on() -> list[list[str]]:
+            cmdlines = [c for c in _children_cmdlines(tmp_path) if target in " ".join(c)]
+            # The flags reached their components; each kubelet's command line names its node.
+            try:
+                _pid_of(cmdlines, "services.controller", f"--node-monitor-grace-period {GRACE}",
+                        "--node-eviction-rate 0.5")
+                _pid_of(cmdlines, "services.apiserver",
+                        f"--default-unreachable-toleration-seconds {TOLERATION}")
+                for node in ("node-0", "node-1"):
+                    _pid_of(cmdlines, "services.kubelet", f"--node-name {node}",
+                            "--node-lease-renew-interval 1", "--node-status-update-frequency 1")
+            except AssertionError:
+                return []
+            return cmdlines
+
+        cmdlines = await eventually(flags_passed_on, timeout=15,
+                                    what="every component running with the flags passed on")
         cidrs = {"node-0": "127.11.0.0/16", "node-1": "127.12.0.0/16"}
         marker = uuid.uuid4().hex
         async with Client(target) as client:
