@@ -1,7 +1,8 @@
 """Node-loss recovery: how long until a lost node is noticed and its pods run elsewhere.
 
 It runs `kubelite up --nodes 2` with short timings passed on under Kubernetes'
-flag names (grace 3 s, tolerations 2 s, leases and status every second), runs a
+flag names (grace 3 s, tolerations 2 s, leases and status every second, one
+eviction a second per zone), runs a
 Deployment of 4 `sleep` pods, and then, RUNS times, partitions the node that
 holds the pods (SIGSTOP of its kubelet), measures, and lets it come back
 (SIGCONT) before the next run:
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--toleration", type=int, default=2,
                    help="--default-unreachable-toleration-seconds")
     p.add_argument("--monitor-period", type=float, default=0.5, help="--node-monitor-period")
+    p.add_argument("--eviction-rate", type=float, default=1.0,
+                   help="--node-eviction-rate (Kubernetes' 0.1 makes a run that follows the "
+                        "previous one within 10 s wait for the zone's token)")
     args = p.parse_args(argv)
     data_dir = Path(tempfile.mkdtemp(prefix="kubelite-bench-recovery-"))
     target = f"127.0.0.1:{free_port()}"
@@ -163,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
              "--node-monitor-period", str(args.monitor_period),
              "--default-unreachable-toleration-seconds", str(args.toleration),
              "--default-not-ready-toleration-seconds", str(args.toleration),
-             "--node-lease-renew-interval", "1", "--node-status-update-frequency", "1"]
+             "--node-lease-renew-interval", "1", "--node-status-update-frequency", "1",
+             "--node-eviction-rate", str(args.eviction_rate)]
     print(f"kubelite up --nodes 2 {' '.join(flags)}  ({args.runs} runs, SIGSTOP of the "
           f"kubelet holding the pods)", flush=True)
     up = subprocess.Popen(
