@@ -13,7 +13,8 @@ from kubelite.taints import (
     default_tolerations,
     toleration_deadline,
 )
-from services.controller.disruption import (
+from services.controller.nodelifecycle import no_schedule_taints
+from services.controller.zones import (
     EvictionRates,
     RateLimitedTimedQueue,
     TokenBucket,
@@ -22,7 +23,6 @@ from services.controller.disruption import (
     compute_zone_state,
     zone_key,
 )
-from services.controller.nodelifecycle import no_schedule_taints
 
 UNREACHABLE = {"key": TAINT_UNREACHABLE, "effect": "NoExecute"}
 NOT_READY = {"key": TAINT_NOT_READY, "effect": "NoExecute"}

@@ -18,7 +18,6 @@ from kubelite.events import EventRecorder
 from .base import Controller, cancel_and_wait
 from .config import Config
 from .deployment import DeploymentController
-from .disruption import EvictionRates
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
 from .hpa import HorizontalPodAutoscalerController, Readiness
@@ -26,6 +25,7 @@ from .informers import InformerFactory
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
 from .taintmanager import TaintEvictionController
+from .zones import EvictionRates
 
 log = logging.getLogger("kubelite.controller")
 

@@ -19,7 +19,7 @@ Taints follow the Ready condition, as in Kubernetes:
   (Ready False), `node.kubernetes.io/unreachable` (Ready Unknown), the
   pressure taints, and `node.kubernetes.io/unschedulable` (spec.unschedulable);
 - NoExecute `not-ready` or `unreachable` (never both), through each zone's
-  rate-limited queue (services.controller.disruption decides the rates), and
+  rate-limited queue (services.controller.zones decides the rates), and
   taken off as soon as the node is Ready again. The taint manager
   (services.controller.taintmanager) evicts the pods those taints are not
   tolerated by, or no longer.
@@ -54,7 +54,8 @@ from kubelite.taints import (
 )
 
 from .base import Controller
-from .disruption import (
+from .informers import InformerFactory
+from .zones import (
     TAINTING_PERIOD,
     EvictionRates,
     RateLimitedTimedQueue,
@@ -64,7 +65,6 @@ from .disruption import (
     excluded_from_disruption,
     zone_key,
 )
-from .informers import InformerFactory
 
 Obj = dict[str, Any]
 
