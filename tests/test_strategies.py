@@ -28,8 +28,7 @@ def test_registry_does_not_branch_on_kind() -> None:
     """A kind's rules live in its strategy, not in `if kind ==` branches of the registry."""
     text = REGISTRY.read_text()
     branches = re.findall(r"\.kind\s*(?:==|!=|in\s*\(|not in\s*\()", text)
-    # Namespace deletion (a cluster-wide lifecycle) is the one verb-level exception.
-    assert len(branches) <= 1, branches
+    assert branches == []
 
 
 def test_pod_strategy_resets_status_and_defaults_the_spec() -> None:

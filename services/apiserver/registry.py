@@ -8,7 +8,6 @@ atomic compare-and-swap; this layer decides what to swap in.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -30,7 +29,7 @@ from kubelite.errors import (
     UnavailableError,
 )
 from kubelite.objects import merge_patch, now_rfc3339
-from kubelite.resources import RESOURCES, ResourceInfo, lookup
+from kubelite.resources import ResourceInfo, lookup
 
 from . import strategies
 from .allocators import CLUSTER_IP, Claim, ServiceAllocator
@@ -127,15 +126,12 @@ def decode_continue(token: str) -> tuple[int, str]:
 class Registry:
     def __init__(self, storage: Storage, *, schema_version: str,
                  services: ServiceAllocator | None = None,
-                 namespace_poll: float = 0.5,
                  toleration_seconds: tuple[int, int] = (300, 300)) -> None:
         self.storage = storage
         self.services = services or ServiceAllocator("127.96.0.0/16", (30000, 32767))
         self.schema_version = schema_version
         self.strategies = strategies.build(allocator=self.services,
                                            toleration_seconds=toleration_seconds)
-        self.namespace_poll = namespace_poll
-        self._finalizers: dict[str, asyncio.Task] = {}
 
     # -- helpers ---------------------------------------------------------------
 
@@ -347,11 +343,12 @@ class Registry:
     async def _write_update(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                             new: dict[str, Any]) -> Result:
         meta = new["metadata"]
-        if (old["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
-                and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")):
-            # The last finalizer is gone: the deletion the object waited for happens now.
-            return Result(await self._commit_delete(info, ns, old, _rv(old)))
         strategy = self.strategy(info)
+        if strategy.finalized(old, new):
+            # The last finalizer is gone: the deletion the object waited for happens now.
+            if strategy.terminates:
+                return await self._finalize_namespace(info, old)
+            return Result(await self._commit_delete(info, ns, old, _rv(old)))
         claims, releases = strategy.claims_for_update(old, new)
         new_meta_cmp = dict(meta, resourceVersion=_rv(old))
         if dict(new, metadata=new_meta_cmp) == old:
@@ -414,7 +411,7 @@ class Registry:
                     f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
                     f"ResourceVersion in object meta: {_rv(old)}")
             try:
-                if info.kind == "Namespace":
+                if self.strategy(info).terminates:
                     return await self._delete_namespace(info, old)
                 return await self._delete_once(info, ns, old, grace, propagation)
             except ConflictError:
@@ -503,92 +500,34 @@ class Registry:
                     pass  # another replica won the race
 
     async def _delete_namespace(self, info: ResourceInfo, old: dict[str, Any]) -> Result:
+        """Marks a namespace Terminating; the namespace controller empties it.
+
+        As Kubernetes' namespace registry: the namespace gets deletionTimestamp
+        and phase Terminating and is marked in storage so that creates in it
+        fail. The controller manager's namespace controller deletes what it
+        holds and then removes the "kubernetes" entry of spec.finalizers, and
+        the update that leaves no finalizer deletes the namespace for good
+        (see _finalize_namespace). A namespace with no finalizers at all goes at once.
+        """
         name = old["metadata"]["name"]
         if name in PROTECTED_NAMESPACES:
             raise PreconditionFailedError(f'namespace "{name}" is protected and may not be '
                                           "deleted")
         await self.storage.mark_terminating(name)
-        result = Result(json.dumps(old, separators=(",", ":")).encode())
-        if not old["metadata"].get("deletionTimestamp"):
-            new = json.loads(json.dumps(old))
-            new["metadata"]["deletionTimestamp"] = now_rfc3339()
-            new["status"] = {"phase": "Terminating"}
-            result = await self._write_update(info, "", old, new)
-        self.finalize_namespace(name)
-        return result
+        if old["metadata"].get("deletionTimestamp"):
+            return Result(json.dumps(old, separators=(",", ":")).encode())
+        new = json.loads(json.dumps(old))
+        new["metadata"]["deletionTimestamp"] = now_rfc3339()
+        new["status"] = {**(old.get("status") or {}), "phase": "Terminating"}
+        return await self._write_update(info, "", old, new)
 
-    def finalize_namespace(self, name: str) -> None:
-        """Starts (once) the task that empties a terminating namespace, then removes it."""
-        task = self._finalizers.get(name)
-        if task is None or task.done():
-            self._finalizers[name] = asyncio.create_task(self._empty_namespace(name),
-                                                         name=f"namespace-finalizer-{name}")
-
-    async def resume_namespace_finalizers(self) -> None:
-        for name in await self.storage.terminating_namespaces():
-            self.finalize_namespace(name)
-
-    async def _empty_namespace(self, name: str) -> None:
-        ns_info = lookup("namespaces")
-        while True:
-            try:
-                remaining = 0
-                for info in RESOURCES:
-                    if not info.namespaced:
-                        continue
-                    _, pairs = await self.storage.list(info.plural, name)
-                    for _, raw in pairs:
-                        remaining += 1
-                        obj = json.loads(raw)
-                        if obj["metadata"].get("deletionTimestamp") and info.kind != "Pod":
-                            continue
-                        try:
-                            await self.delete(info, name, obj["metadata"]["name"])
-                        except NotFoundError:
-                            pass
-                if remaining == 0:
-                    raw = await self.storage.get(ns_info.plural, "", name)
-                    if raw is not None:
-                        await self._commit_delete(ns_info, "", json.loads(raw))
-                    await self.storage.unmark_terminating(name)
-                    log.info("namespace deleted", extra={"kv": {"namespace": name}})
-                    return
-            except (UnavailableError, ConflictError) as err:
-                log.warning("namespace finalizer retrying",
-                            extra={"kv": {"namespace": name, "error": str(err)}})
-            await asyncio.sleep(self.namespace_poll)
-
-    async def expire_events(self, ttl: float, *, every: float) -> None:
-        """Deletes Events whose last occurrence is older than ttl (Kubernetes: 1 h),
-        as etcd leases expire them there. Runs until cancelled."""
-        info = lookup("events")
-        while True:
-            await asyncio.sleep(every)
-            try:
-                cutoff = datetime.now(UTC) - timedelta(seconds=ttl)
-                _, pairs = await self.storage.list(info.plural, "")
-                for _, raw in pairs:
-                    event = json.loads(raw)
-                    meta = event["metadata"]
-                    stamp = (event.get("lastTimestamp") or event.get("eventTime")
-                             or meta.get("creationTimestamp"))
-                    try:
-                        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-                    except ValueError:
-                        continue
-                    if when < cutoff:
-                        try:
-                            await self.delete(info, meta["namespace"], meta["name"],
-                                              resource_version=_rv(event))
-                        except (NotFoundError, PreconditionFailedError):
-                            pass  # gone, or repeated since we looked
-            except UnavailableError as err:
-                log.warning("event expiry skipped", extra={"kv": {"error": err.message}})
-
-    async def stop(self) -> None:
-        for task in self._finalizers.values():
-            task.cancel()
-        await asyncio.gather(*self._finalizers.values(), return_exceptions=True)
+    async def _finalize_namespace(self, info: ResourceInfo, old: dict[str, Any]) -> Result:
+        """Deletes a namespace whose last finalizer is gone, and lets its name be reused."""
+        name = old["metadata"]["name"]
+        raw = await self._commit_delete(info, "", old, _rv(old))
+        await self.storage.unmark_terminating(name)
+        log.info("namespace deleted", extra={"kv": {"namespace": name}})
+        return Result(raw)
 
 
 def node_endpoint(node: dict[str, Any]) -> str:

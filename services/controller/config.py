@@ -27,7 +27,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
-                     "nodelifecycle", "tainteviction", "horizontalpodautoscaling")
+                     "nodelifecycle", "tainteviction", "horizontalpodautoscaling",
+                     "disruption", "namespace", "eventexpiry")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Config:
     hpa_tolerance: float = 0.1
     hpa_cpu_initialization_period: float = 300.0
     hpa_initial_readiness_delay: float = 30.0
+    event_ttl: float = 3600.0
+    disruption_deletion_timeout: float = 120.0
     node_eviction_rate: float = 0.1
     secondary_node_eviction_rate: float = 0.01
     unhealthy_zone_threshold: float = 0.55
@@ -141,6 +144,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--horizontal-pod-autoscaler-initial-readiness-delay", default="30s",
              type=duration, help="after a pod starts, readiness changes within this delay "
                                  "count as still starting")
+    add_flag(p, "--event-ttl", default="1h", type=duration,
+             help="how long an Event is kept after it last occurred (a duration: 1h, 30m; "
+                  "or seconds), by the eventexpiry controller")
+    add_flag(p, "--disruption-deletion-timeout", default="2m", type=duration,
+             help="how long an eviction the apiserver approved may take to show as a "
+                  "deletion before its budget counts the pod as healthy again")
     args = p.parse_args(argv)
     try:
         controllers = select_controllers(args.controllers)
@@ -151,6 +160,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         p.error("--node-eviction-rate and --secondary-node-eviction-rate must not be negative")
     if not 0 < args.unhealthy_zone_threshold <= 1:
         p.error("--unhealthy-zone-threshold must be in (0, 1]")
+    if args.event_ttl <= 0:
+        p.error("--event-ttl must be positive")
     if args.concurrent_syncs < 1 or args.concurrent_gc_syncs < 1:
         p.error("--concurrent-syncs and --concurrent-gc-syncs must be at least 1")
     return Config(
@@ -168,6 +179,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         hpa_tolerance=args.horizontal_pod_autoscaler_tolerance,
         hpa_cpu_initialization_period=args.horizontal_pod_autoscaler_cpu_initialization_period,
         hpa_initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
+        event_ttl=args.event_ttl,
+        disruption_deletion_timeout=args.disruption_deletion_timeout,
         node_eviction_rate=args.node_eviction_rate,
         secondary_node_eviction_rate=args.secondary_node_eviction_rate,
         unhealthy_zone_threshold=args.unhealthy_zone_threshold,

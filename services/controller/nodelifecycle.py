@@ -44,6 +44,7 @@ from kubelite.client import Client
 from kubelite.errors import ApiError, ConflictError, NotFoundError
 from kubelite.events import NORMAL, EventRecorder
 from kubelite.objects import now_rfc3339
+from kubelite.supervise import spawn
 from kubelite.taints import (
     NO_EXECUTE,
     NO_SCHEDULE,
@@ -177,8 +178,8 @@ class NodeLifecycleController(Controller[str]):
     # -- loops ----------------------------------------------------------------------
 
     async def run(self, workers: int) -> None:
-        loops = [asyncio.create_task(self._monitor(), name="nodelifecycle-monitor"),
-                 asyncio.create_task(self._tainting(), name="nodelifecycle-tainting")]
+        loops = [spawn("nodelifecycle-monitor", self._monitor, logger=self.log),
+                 spawn("nodelifecycle-tainting", self._tainting, logger=self.log)]
         try:
             await super().run(workers)
         finally:

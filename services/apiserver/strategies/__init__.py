@@ -14,6 +14,7 @@ from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import Dependencies, Strategy
 from .cluster import NamespaceStrategy, NodeStrategy
 from .pod import PodStrategy
+from .policy import PodDisruptionBudgetStrategy
 from .service import ServiceStrategy
 from .simple import DataStrategy, EndpointsStrategy, LeaseStrategy
 from .workloads import DeploymentStrategy, ReplicaSetStrategy
@@ -30,6 +31,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Deployment": DeploymentStrategy,
     "Lease": LeaseStrategy,
     "HorizontalPodAutoscaler": HorizontalPodAutoscalerStrategy,
+    "PodDisruptionBudget": PodDisruptionBudgetStrategy,
 }
 
 

@@ -94,6 +94,16 @@ class Strategy:
 
     # -- delete ------------------------------------------------------------------
 
+    # Deleting marks the object Terminating and tracks it in storage, so that
+    # nothing new is created inside it until it is finalized (namespaces).
+    terminates: ClassVar[bool] = False
+
+    def finalized(self, old: Obj, new: Obj) -> bool:
+        """Whether the update old → new removes the last finalizer of a pending deletion."""
+        meta = new["metadata"]
+        return bool(old["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
+                    and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"))
+
     def grace_period(self, old: Obj, requested: int | None) -> int:
         """Seconds a deletion waits for someone (a kubelet) to finish; 0 deletes at once."""
         return 0

@@ -7,7 +7,17 @@ from .base import Obj, Strategy
 
 
 class NamespaceStrategy(Strategy):
+    """Deleting a namespace makes it Terminating; the namespace controller empties it and
+    removes the "kubernetes" entry of spec.finalizers, and that update deletes it."""
+
     initial_status = {"phase": "Active"}
+    terminates = True
+
+    def finalized(self, old: Obj, new: Obj) -> bool:
+        meta = new["metadata"]
+        return (bool(meta.get("deletionTimestamp"))
+                and not (new.get("spec") or {}).get("finalizers")
+                and not meta.get("finalizers"))
 
     def defaults(self, obj: Obj) -> None:
         name = obj["metadata"]["name"]
