@@ -46,6 +46,7 @@ class Config:
     service_node_port_range: tuple[int, int]
     shutdown_grace: float
     log_level: str
+    toleration_seconds: tuple[int, int] = (300, 300)  # (not-ready, unreachable)
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -71,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
              help="DEPRECATED, ignored: the controller manager's --event-ttl expires Events")
     add_flag(p, "--shutdown-grace", default=5.0, help="seconds to finish calls on SIGTERM")
     add_flag(p, "--log-level", default="info", help="debug, info, warning or error")
+    add_flag(p, "--default-not-ready-toleration-seconds", default=300,
+             help="the tolerationSeconds every pod gets for node.kubernetes.io/not-ready:NoExecute")
+    add_flag(p, "--default-unreachable-toleration-seconds", default=300,
+             help="the tolerationSeconds every pod gets for "
+                  "node.kubernetes.io/unreachable:NoExecute")
     a = p.parse_args(argv)
     if a.event_ttl:
         log.warning("--event-ttl is deprecated and ignored: Events now expire in the "
@@ -84,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         service_cluster_ip_range=a.service_cluster_ip_range,
         service_node_port_range=_port_range(p, a.service_node_port_range),
         shutdown_grace=a.shutdown_grace, log_level=a.log_level,
+        toleration_seconds=(a.default_not_ready_toleration_seconds,
+                            a.default_unreachable_toleration_seconds),
     )
 
 
@@ -116,7 +124,8 @@ async def serve(config: Config) -> None:
                       timeout=config.storage_timeout)
     registry = Registry(storage, schema_version=config.schema_version,
                         services=ServiceAllocator(config.service_cluster_ip_range,
-                                                  config.service_node_port_range))
+                                                  config.service_node_port_range),
+                        toleration_seconds=config.toleration_seconds)
     # The ring never reaches further back than the stream, so that a revision
     # trimmed from --history is OUT_OF_RANGE whichever of the two would serve it.
     cache = WatchCache(storage, size=min(config.watch_cache_size, config.history))

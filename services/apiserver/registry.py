@@ -125,11 +125,13 @@ def decode_continue(token: str) -> tuple[int, str]:
 
 class Registry:
     def __init__(self, storage: Storage, *, schema_version: str,
-                 services: ServiceAllocator | None = None) -> None:
+                 services: ServiceAllocator | None = None,
+                 toleration_seconds: tuple[int, int] = (300, 300)) -> None:
         self.storage = storage
         self.services = services or ServiceAllocator("127.96.0.0/16", (30000, 32767))
         self.schema_version = schema_version
-        self.strategies = strategies.build(allocator=self.services)
+        self.strategies = strategies.build(allocator=self.services,
+                                           toleration_seconds=toleration_seconds)
 
     # -- helpers ---------------------------------------------------------------
 

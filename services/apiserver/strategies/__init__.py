@@ -35,9 +35,12 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def build(*, allocator: ServiceAllocator) -> dict[str, Strategy]:
-    """A strategy for every served kind, keyed by kind."""
-    deps = Dependencies(allocator=allocator)
+def build(*, allocator: ServiceAllocator, toleration_seconds: tuple[int, int] = (300, 300),
+          ) -> dict[str, Strategy]:
+    """A strategy for every served kind, keyed by kind; toleration_seconds are the
+    DefaultTolerationSeconds admission's (not-ready, unreachable)."""
+    deps = Dependencies(allocator=allocator, not_ready_toleration_seconds=toleration_seconds[0],
+                        unreachable_toleration_seconds=toleration_seconds[1])
     return {info.kind: STRATEGIES[info.kind](info, deps) for info in RESOURCES}
 
 

@@ -27,6 +27,9 @@ class Dependencies:
     """What strategies may need from the apiserver beyond the object itself."""
 
     allocator: ServiceAllocator
+    # DefaultTolerationSeconds admission: how long pods stay on a NotReady/unreachable node.
+    not_ready_toleration_seconds: int = 300
+    unreachable_toleration_seconds: int = 300
 
 
 class Strategy:
