@@ -44,6 +44,7 @@ from . import discovery, openapi, strategicpatch, tables
 log = logging.getLogger("kubelite.apiserver.rest")
 
 JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 _BY_GV_PLURAL = {(i.api_version, i.plural): i for i in RESOURCES}
 _CONFLICT_RETRIES = 20
 DEFAULT_WATCH_TIMEOUT = 1800.0  # Kubernetes' --min-request-timeout
@@ -199,6 +200,11 @@ class RestApi:
                     time.perf_counter() - started)
 
     async def _route(self, request: web.Request) -> tuple[web.StreamResponse, str, str]:
+        if request.content_type == PROTOBUF:
+            raise UnsupportedMediaTypeError(
+                "kubelite's REST API reads JSON bodies, not protobuf (kubectl's typed "
+                "commands such as `kubectl create namespace` send protobuf; use `kubectl "
+                "apply -f` or `kubectl create -f`)")
         segs = [s for s in request.path.split("/") if s]
         method = request.method
         if not segs:
@@ -647,6 +653,15 @@ class RestApi:
         include = q.get("includeObject", "PartialObjectMetadata")
         # Kubernetes' "" and "0" both start with the current state; the gRPC "" does.
         grpc_rv = "" if rv in ("", "0") else rv
+        initial: list[bytes] = []
+        initial_rv = ""
+        if _flag(q, "sendInitialEvents"):
+            # A streaming list (client-go's WatchList): the current state as ADDED
+            # events, a bookmark marking their end, then the changes after it.
+            page = await self.registry.list(t.info, t.namespace, label_selector=labels,
+                                            field_selector=fields)
+            initial, initial_rv = page.items, str(page.revision)
+            grpc_rv = initial_rv
         watch_request = api_pb2.WatchRequest(
             resource=t.info.plural, namespace=t.namespace, label_selector=labels,
             field_selector=fields, resource_version=grpc_rv,
@@ -661,6 +676,17 @@ class RestApi:
         deadline = timeout if timeout is not None and timeout > 0 else DEFAULT_WATCH_TIMEOUT
         try:
             async with asyncio.timeout(deadline):
+                for raw in initial:
+                    if extra is None or extra(json.loads(raw)):
+                        if as_table:
+                            raw = _dumps(tables.table(t.info, [json.loads(raw)],
+                                                      include=include))
+                        await resp.write(b'{"type":"ADDED","object":' + raw + b"}\n")
+                if initial_rv:
+                    await resp.write(_dumps({"type": "BOOKMARK", "object": {
+                        "apiVersion": t.info.api_version, "kind": t.info.kind,
+                        "metadata": {"resourceVersion": initial_rv, "annotations": {
+                            "k8s.io/initial-events-end": "true"}}}}) + b"\n")
                 async for event in events:
                     raw = event.object
                     if event.type != "BOOKMARK" and extra is not None and not extra(
