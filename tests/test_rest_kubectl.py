@@ -69,8 +69,7 @@ def kubectl(cluster: Cluster, home: Path):
 @pytest.fixture
 def ns(kubectl) -> Iterator[str]:
     name = f"k-{uuid.uuid4().hex[:8]}"
-    manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    out = kubectl("create", "-f", "-", input=json.dumps(manifest)).stdout
+    out = kubectl("create", "namespace", name).stdout  # a protobuf body (typed client)
     assert out.strip() == f"namespace/{name} created"
     yield name
 
@@ -186,9 +185,8 @@ def test_apply_a_multi_document_file_and_get_in_every_format(kubectl, ns: str,
 
 
 def test_get_watch_sees_a_later_change(kubectl, cluster: Cluster, home: Path, ns: str) -> None:
-    kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "watched"},
-         "data": {"v": "one"}}))
+    out = kubectl("create", "-n", ns, "configmap", "watched", "--from-literal=v=one").stdout
+    assert out.strip() == "configmap/watched created"
     proc = subprocess.Popen(
         [KUBECTL, "get", "-n", ns, "configmap", "watched", "-w", "-o",
          "jsonpath={.data.v}{\"\\n\"}"],
@@ -331,3 +329,28 @@ async def test_kubectl_and_grpc_watches_from_one_revision_see_the_same_events(
         rest_events.append((event["type"], meta["name"], meta["resourceVersion"]))
     assert rest_events == grpc_events
     assert [e[0] for e in rest_events] == ["ADDED", "MODIFIED"] * 3 + ["DELETED"]
+
+
+def test_cordon_and_drain_evict_the_pods_then_uncordon(kubectl, ns: str,
+                                                      tmp_path: Path) -> None:
+    path = tmp_path / "drained.yaml"
+    path.write_text(yaml.safe_dump(deployment("drained", replicas=1)))
+    kubectl("apply", "-n", ns, "-f", str(path))
+    kubectl("rollout", "status", "-n", ns, "deploy/drained", "--timeout=90s", timeout=100)
+    first = json.loads(kubectl("get", "-n", ns, "pods", "-l", "app=drained", "-o",
+                               "json").stdout)["items"][0]["metadata"]["name"]
+    try:
+        assert kubectl("cordon", "node-0").stdout.strip() == "node/node-0 cordoned"
+        nodes = kubectl("get", "nodes").stdout.splitlines()
+        assert nodes[1].split()[1] == "Ready,SchedulingDisabled"
+        out = kubectl("drain", "node-0", "--ignore-daemonsets", "--force",
+                      "--delete-emptydir-data", "--timeout=60s", "--pod-selector=app=drained",
+                      timeout=90).stdout
+        assert f"evicting pod {ns}/{first}" in out
+        assert f"pod/{first} evicted" in out
+        assert out.strip().endswith("node/node-0 drained")
+    finally:
+        out = kubectl("uncordon", "node-0").stdout
+    assert out.strip() == "node/node-0 uncordoned"
+    assert kubectl("get", "nodes").stdout.splitlines()[1].split()[1] == "Ready"
+

@@ -39,7 +39,7 @@ from kubelite.resources import RESOURCES, ResourceInfo
 
 from ..metrics import REQUEST_DURATION, REQUESTS
 from ..validation import validate_schema
-from . import discovery, openapi, strategicpatch, tables
+from . import discovery, openapi, protobuf, strategicpatch, tables
 
 log = logging.getLogger("kubelite.apiserver.rest")
 
@@ -88,6 +88,15 @@ def _success(details: dict[str, Any] | None = None, code: int = 200) -> dict[str
     if details:
         out["details"] = details
     return out
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body as JSON bytes; the few protobuf bodies kubectl's typed commands send are
+    decoded (protobuf.py)."""
+    raw = await request.read()
+    if request.content_type == PROTOBUF and raw:
+        return _dumps(protobuf.to_object(raw))
+    return raw
 
 
 def _body(raw: bytes, what: str = "body") -> Any:
@@ -200,11 +209,6 @@ class RestApi:
                     time.perf_counter() - started)
 
     async def _route(self, request: web.Request) -> tuple[web.StreamResponse, str, str]:
-        if request.content_type == PROTOBUF:
-            raise UnsupportedMediaTypeError(
-                "kubelite's REST API reads JSON bodies, not protobuf (kubectl's typed "
-                "commands such as `kubectl create namespace` send protobuf; use `kubectl "
-                "apply -f` or `kubectl create -f`)")
         segs = [s for s in request.path.split("/") if s]
         method = request.method
         if not segs:
@@ -366,7 +370,7 @@ class RestApi:
     # -- writes ------------------------------------------------------------------
 
     async def create(self, request: web.Request, t: Target) -> web.StreamResponse:
-        raw = await request.read()
+        raw = await _read(request)
         if _dry_run(request.query):
             obj = self._typed(t.info, _body(raw))
             validate_schema(t.info, obj, self.schema_version)
@@ -388,7 +392,7 @@ class RestApi:
         return obj
 
     async def update(self, request: web.Request, t: Target) -> web.StreamResponse:
-        raw = await request.read()
+        raw = await _read(request)
         obj = _body(raw)
         if isinstance(obj, dict) and (obj.get("metadata") or {}).get("name") not in (None,
                                                                                    t.name):
@@ -446,7 +450,7 @@ class RestApi:
 
     async def patch(self, request: web.Request, t: Target) -> web.StreamResponse:
         content_type = request.content_type
-        raw = await request.read()
+        raw = await _read(request)
         patch = _body(raw, "patch")
         dry = _dry_run(request.query)
         status = t.sub == "status"
@@ -478,7 +482,7 @@ class RestApi:
         raise ConflictError(f'too many conflicts patching {t.info.qualified_plural} "{t.name}"')
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
+        raw = await _read(request)
         opts = _body(raw, "DeleteOptions") if raw else {}
         if not isinstance(opts, dict):
             raise BadRequestError("DeleteOptions must be a JSON object")
@@ -570,11 +574,11 @@ class RestApi:
         raise ConflictError(f'too many conflicts scaling {t.info.qualified_plural} "{t.name}"')
 
     async def put_scale(self, request: web.Request, t: Target) -> web.StreamResponse:
-        return await self._set_replicas(t, _body(await request.read()),
+        return await self._set_replicas(t, _body(await _read(request)),
                                         _dry_run(request.query))
 
     async def patch_scale(self, request: web.Request, t: Target) -> web.StreamResponse:
-        patch = _body(await request.read(), "patch")
+        patch = _body(await _read(request), "patch")
         obj = json.loads(await self.registry.get(t.info, t.namespace, t.name))
         scale = self._scale_of(obj)
         scale["metadata"].pop("resourceVersion", None)  # a patch is not pinned unless it says
@@ -583,7 +587,7 @@ class RestApi:
         return await self._set_replicas(t, new, _dry_run(request.query))
 
     async def bind(self, request: web.Request, t: Target) -> web.StreamResponse:
-        body = _body(await request.read())
+        body = _body(await _read(request))
         if not isinstance(body, dict):
             raise BadRequestError("the body must be a Binding object")
         node = (body.get("target") or {}).get("name") or ""
@@ -593,7 +597,7 @@ class RestApi:
         return _json_response(_success(code=201), 201)
 
     async def evict(self, request: web.Request, t: Target) -> web.StreamResponse:
-        body = _body(await request.read())
+        body = _body(await _read(request))
         opts = (body.get("deleteOptions") if isinstance(body, dict) else None) or {}
         pre = opts.get("preconditions") or {}
         if not _dry_run(request.query, opts):
