@@ -259,6 +259,8 @@ def test_logs_follow_and_top_pods(kubectl, cluster: Cluster, home: Path, ns: str
         proc.wait()
     tail = kubectl("logs", "-n", ns, "counter", "--tail=2").stdout.splitlines()
     assert len(tail) == 2 and all(line.startswith("line ") for line in tail)
+    since = kubectl("logs", "-n", ns, "counter", "--since=1h").stdout.splitlines()
+    assert since[0] == "line 0" and len(since) >= 8
 
     def top() -> list[str]:
         proc = kubectl("top", "pods", "-n", ns, check=False)

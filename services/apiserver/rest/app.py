@@ -608,17 +608,30 @@ class RestApi:
         return _json_response(_success(code=201), 201)
 
     async def logs(self, request: web.Request, t: Target) -> web.StreamResponse:
-        """Proxies pods/log to the pod's kubelet, as the gRPC Logs verb does."""
+        """Proxies pods/log to the pod's kubelet, as the gRPC Logs verb does.
+
+        sinceSeconds needs each line's time: it asks the kubelet for timestamps and
+        filters on them; a runtime that keeps no timestamps sends the whole log."""
+        q = request.query
+        since = _int_param(q, "sinceSeconds")
+        stamps = _flag(q, "timestamps")
+        try:
+            return await self._logs(request, t, since, stamps)
+        except InvalidError:
+            if since is None or stamps:
+                raise
+            return await self._logs(request, t, None, False)
+
+    async def _logs(self, request: web.Request, t: Target, since: int | None,
+                    stamps: bool) -> web.StreamResponse:
         q = request.query
         tail = _int_param(q, "tailLines")
-        since = _int_param(q, "sinceSeconds")
         req = api_pb2.LogsRequest(namespace=t.namespace, name=t.name,
                                   container=q.get("container", ""), follow=_flag(q, "follow"),
                                   previous=_flag(q, "previous"),
-                                  timestamps=_flag(q, "timestamps") or since is not None)
+                                  timestamps=stamps or since is not None)
         if tail is not None:
             req.tail_lines = tail
-        strip_stamps = since is not None and not _flag(q, "timestamps")
         cutoff = time.time() - since if since is not None else None
         target = await self.registry.kubelet_endpoint(t.namespace, t.name)
         async with grpc.aio.insecure_channel(target) as channel:
@@ -628,7 +641,7 @@ class RestApi:
                 async for chunk in call:
                     data = chunk.data
                     if cutoff is not None:
-                        data = _since(data, cutoff, strip_stamps)
+                        data = _since(data, cutoff, not stamps)
                     if resp is None:
                         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
                         await resp.prepare(request)
@@ -641,6 +654,8 @@ class RestApi:
                     raise UnavailableError(
                         f"cannot reach the kubelet at {target}: {err.details()}") from None
                 raise from_rpc_error(err) from None
+            except ConnectionResetError:
+                return resp or web.Response(status=499)
             if resp is None:
                 return web.Response(body=b"", content_type="text/plain")
             await resp.write_eof()
