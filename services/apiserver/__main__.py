@@ -152,7 +152,8 @@ async def serve(config: Config) -> None:
     if config.rest_listen:
         try:
             rest_runner = await rest.start(service, listen=config.rest_listen,
-                                           schema_version=config.schema_version)
+                                           schema_version=config.schema_version,
+                                           shutdown_grace=config.shutdown_grace)
         except OSError as err:
             raise SystemExit(f"kubelite-apiserver: cannot listen on {config.rest_listen}: "
                              f"{err.strerror}") from None

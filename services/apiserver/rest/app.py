@@ -780,11 +780,16 @@ def _since(data: bytes, cutoff: float, strip: bool) -> bytes:
     return b"".join(out)
 
 
-async def start(service: Any, *, listen: str, schema_version: str) -> web.AppRunner:
-    """Serves the REST API on listen (HOST:PORT) until the runner is cleaned up."""
+async def start(service: Any, *, listen: str, schema_version: str,
+                shutdown_grace: float = 5.0) -> web.AppRunner:
+    """Serves the REST API on listen (HOST:PORT) until the runner is cleaned up.
+
+    On cleanup, requests still running after shutdown_grace (a followed log, say)
+    are cut, as the gRPC server cuts its calls."""
     host, _, port = listen.rpartition(":")
     api = RestApi(service, schema_version=schema_version, address=listen)
-    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
+                           shutdown_timeout=shutdown_grace)
     await runner.setup()
     site = web.TCPSite(runner, host or "127.0.0.1", int(port), reuse_port=False)
     await site.start()
