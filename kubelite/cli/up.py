@@ -47,6 +47,7 @@ from kubelite.localcluster import (
     free_port,
     python_module_argv,
     wait_healthy,
+    write_kubeconfig,
 )
 
 DEFAULT_DATA_DIR = ".kubelite"
@@ -62,6 +63,7 @@ class UpOptions:
     data_dir: str = DEFAULT_DATA_DIR
     nodes: int = 1
     metrics_port: int = 0  # the apiserver's; 0 picks a free port
+    rest_listen: str = ""  # the REST API's; empty: the gRPC port + 1 if free, else any
     # (component module, flag, value): Kubernetes' own flags, passed on (PASSED_ON).
     component_flags: tuple[tuple[str, str, str], ...] = ()
 
@@ -208,6 +210,17 @@ def check_port_free(address: str) -> None:
             raise CliError(f"cannot listen on {address}: {err.strerror}") from None
 
 
+def _rest_address(listen: str) -> str:
+    """The REST API's address: next to the gRPC port when that one is free."""
+    host, port = split_address(listen)
+    candidate = f"{host}:{port + 1}"
+    try:
+        check_port_free(candidate)
+        return candidate
+    except CliError:
+        return f"{host}:{free_port(host)}"
+
+
 class LocalCluster:
     """The running children, in start order."""
 
@@ -238,9 +251,11 @@ class LocalCluster:
             self.children.append(self.redis.process)
             redis_url = self.redis.url
         metrics_port = options.metrics_port or free_port()
+        rest_listen = options.rest_listen or _rest_address(options.listen)
         apiserver = apiserver_process(self.log_dir, listen=options.listen, redis_url=redis_url,
                                       metrics_port=metrics_port,
-                                      extra=options.flags_for("apiserver"))
+                                      extra=("--rest-listen", rest_listen,
+                                             *options.flags_for("apiserver")))
         self.children.append(apiserver)  # before start: a signal may arrive at any moment
         apiserver.start()
         try:
@@ -264,7 +279,9 @@ class LocalCluster:
                 self.children.append(process)
                 self.metrics[name] = port
                 process.start()
+        kubeconfig = write_kubeconfig(self.data_dir / "kubeconfig", f"http://{rest_listen}")
         self.say(f"kubelite is up: apiserver at {options.listen}")
+        self.say(f"  REST:    http://{rest_listen} (Kubernetes API; kubeconfig: {kubeconfig})")
         self.say(f"  redis:   {redis_url}"
                  + (f" (data in {self.redis.workdir})" if self.redis else ""))
         self.say("  metrics:")
@@ -275,6 +292,8 @@ class LocalCluster:
                     if self.redis and self.redis.process else ""))
         started = ", ".join(f"{c.name} (pid {c.pid})" for c in self.children)
         self.say(f"  processes: {started}")
+        self.say("For kubectl and the Kubernetes client libraries:")
+        self.say(f"export KUBECONFIG={kubeconfig}")
         self.say("Press Ctrl-C to stop.")
 
     def watch_children(self) -> None:
