@@ -28,18 +28,28 @@ from kubelite.errors import (
     NotFoundError,
     PreconditionFailedError,
     UnavailableError,
+    clip,
 )
 from kubelite.objects import merge_patch, now_rfc3339
 from kubelite.resources import RESOURCES, ResourceInfo, lookup
-from .validation import check_object, unimplemented_fields, validate_schema
 
 from . import defaults
 from .allocators import CLUSTER_IP, Claim, ServiceAllocator
+from .decode import loads_object
 from .storage import RV_PLACEHOLDER, AllocationConflict, Storage, split_serialized
+from .validation import (
+    check_object,
+    check_request_name,
+    show,
+    unimplemented_fields,
+    validate_schema,
+)
 
 log = logging.getLogger("kubelite.apiserver.registry")
 
 MAX_OBJECT_BYTES = 1536 * 1024  # 1.5 MiB, as etcd's default request limit
+# Longer than any real grace period, short enough that now + grace is a date.
+MAX_GRACE_SECONDS = 2**31 - 1
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
@@ -102,13 +112,7 @@ def _rv(obj: dict[str, Any]) -> str:
 
 
 def _json_object(body: bytes, what: str = "object") -> dict[str, Any]:
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidError(f"{what} is not valid JSON: {err}") from None
-    if not isinstance(obj, dict):
-        raise InvalidError(f"{what} must be a JSON object, not {type(obj).__name__}")
-    return obj
+    return loads_object(body, what)
 
 
 def encode_continue(revision: int, key: str) -> str:
@@ -118,10 +122,14 @@ def encode_continue(revision: int, key: str) -> str:
 
 def decode_continue(token: str) -> tuple[int, str]:
     try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(data["rv"]), str(data["key"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidError("continue: Invalid value: the continue token is malformed") from None
+        data = loads_object(base64.urlsafe_b64decode(token.encode()), "continue")
+        rv, key = data["rv"], data["key"]
+    except (ValueError, KeyError, TypeError, binascii.Error, BadRequestError):
+        rv = key = None
+    if not (isinstance(rv, int) and rv >= 0 and isinstance(key, str)):
+        raise BadRequestError("continue: Invalid value: the continue token is malformed",
+                              field="continue")
+    return rv, key
 
 
 class Registry:
@@ -153,7 +161,7 @@ class Registry:
             return
         if api_version != info.api_version or kind != info.kind:
             raise InvalidError(
-                f"the object is {api_version}/{kind} but the request is for "
+                f"the object is {show(api_version)}/{show(kind)} but the request is for "
                 f"{info.api_version}/{info.kind} ({info.plural})", field="kind")
 
     def _serialize(self, info: ResourceInfo, obj: dict[str, Any]) -> tuple[str, str]:
@@ -279,7 +287,7 @@ class Registry:
         ns = namespace if info.namespaced else ""
         matches = compile_filter(label_selector, field_selector)
         if limit < 0:
-            raise InvalidError("limit: Invalid value: must be 0 or greater", field="limit")
+            raise BadRequestError(f"Invalid value: {limit}: must be 0 or greater", field="limit")
         after, first_rev = "", 0
         if continue_token:
             first_rev, after = decode_continue(continue_token)
@@ -288,7 +296,7 @@ class Registry:
             items = [raw for _, raw in pairs if matches is None or matches(json.loads(raw))]
             return Page(items, first_rev or rev, "")
         items: list[bytes] = []
-        chunk = max(limit * 2, 100)
+        chunk = min(max(limit * 2, 100), 5000)  # a huge limit must not become a huge read
         last_key = after
         while True:
             rev, pairs = await self.storage.list(info.plural, ns, after=last_key, count=chunk)
@@ -320,6 +328,7 @@ class Registry:
         name = meta.get("name")
         if not name:
             raise InvalidError("metadata.name: Required value", field="metadata.name")
+        check_request_name(name)
         ns = self._namespace(info, namespace, obj)
         old = await self._read(info, ns, name)
         old_meta = old["metadata"]
@@ -382,6 +391,9 @@ class Registry:
 
     async def patch(self, info: ResourceInfo, namespace: str, name: str, body: bytes) -> Result:
         patch = _json_object(body, "patch")
+        if not isinstance(patch.get("metadata", {}), dict | None):
+            raise InvalidError(f"Invalid value: {show(patch['metadata'])}: must be an object",
+                               field="metadata")
         ns = self._namespace(info, namespace, None)
         pinned = str((patch.get("metadata") or {}).get("resourceVersion") or "")
         for _ in range(_CONFLICT_RETRIES):
@@ -412,10 +424,12 @@ class Registry:
                      resource_version: str = "", grace: int | None = None,
                      propagation: str = "") -> Result:
         if propagation not in ("", "Background", "Foreground", "Orphan"):
-            raise InvalidError(f'propagationPolicy: Unsupported value: "{propagation}": '
-                               'supported values: "Background", "Foreground", "Orphan"')
-        if grace is not None and grace < 0:
-            raise InvalidError("gracePeriodSeconds: Invalid value: must be 0 or greater")
+            raise BadRequestError(f"Unsupported value: {show(propagation)}: supported values: "
+                                  '"Background", "Foreground", "Orphan"',
+                                  field="propagationPolicy")
+        if grace is not None and not 0 <= grace <= MAX_GRACE_SECONDS:
+            raise BadRequestError(f"Invalid value: {grace}: must be between 0 and "
+                                  f"{MAX_GRACE_SECONDS}, inclusive", field="gracePeriodSeconds")
         ns = self._namespace(info, namespace, None)
         for _ in range(_CONFLICT_RETRIES):
             old = await self._read(info, ns, name)
@@ -445,7 +459,7 @@ class Registry:
             return 0  # no kubelet has to stop anything
         if grace is None:
             grace = int(spec.get("terminationGracePeriodSeconds", 30))
-        return grace
+        return min(grace, MAX_GRACE_SECONDS)  # objects stored before the bound existed
 
     async def _delete_once(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                            grace: int | None, propagation: str) -> Result:
@@ -631,8 +645,15 @@ def node_endpoint(node: dict[str, Any]) -> str:
 
 def compile_filter(label_selector: str, field_selector: str):
     """One predicate for both selectors, or None when neither selects anything."""
-    labels = selectors.parse_label_selector(label_selector) if label_selector else None
-    fields = selectors.parse_field_selector(field_selector) if field_selector else None
+    try:
+        labels = selectors.parse_label_selector(label_selector) if label_selector else None
+    except InvalidError as err:
+        raise BadRequestError(f"unable to parse requirement: {clip(err.message, 200)}",
+                              field="labelSelector") from None
+    try:
+        fields = selectors.parse_field_selector(field_selector) if field_selector else None
+    except InvalidError as err:
+        raise BadRequestError(clip(err.message, 200), field="fieldSelector") from None
     if labels is None and fields is None:
         return None
 
