@@ -80,6 +80,21 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def drop_nulls(value: Any) -> Any:
+    """value without the object members that are null.
+
+    In Kubernetes a null field is an absent one (the typed decoder leaves it at its
+    zero value); dropping them here means no later step meets a None where the
+    schema, which allows null almost everywhere, promised an object. Nulls inside
+    arrays stay, for validation to refuse.
+    """
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
 def loads_object(body: bytes | str, what: str = "object") -> dict[str, Any]:
     """A JSON object from a request body; raises BadRequestError for anything else."""
     try:

@@ -23,6 +23,7 @@ from kubelite import selectors
 from kubelite.errors import (
     AlreadyExistsError,
     BadRequestError,
+    Cause,
     ConflictError,
     InvalidError,
     NotFoundError,
@@ -35,7 +36,7 @@ from kubelite.resources import RESOURCES, ResourceInfo, lookup
 
 from . import defaults
 from .allocators import CLUSTER_IP, Claim, ServiceAllocator
-from .decode import loads_object
+from .decode import drop_nulls, loads_object
 from .storage import RV_PLACEHOLDER, AllocationConflict, Storage, split_serialized
 from .validation import (
     check_object,
@@ -112,7 +113,8 @@ def _rv(obj: dict[str, Any]) -> str:
 
 
 def _json_object(body: bytes, what: str = "object") -> dict[str, Any]:
-    return loads_object(body, what)
+    obj = loads_object(body, what)
+    return obj if what == "patch" else drop_nulls(obj)  # in a patch, null means delete
 
 
 def encode_continue(revision: int, key: str) -> str:
@@ -191,6 +193,11 @@ class Registry:
             raise InvalidError("resourceVersion should not be set on objects to be created",
                                field="metadata.resourceVersion")
         generate = not meta.get("name") and meta.get("generateName")
+        if not meta.get("name") and not generate:  # before defaulting, which reads the name
+            raise InvalidError(f"{info.kind} is invalid: metadata.name: Required value: name or "
+                               "generateName is required",
+                               causes=[Cause.from_message("metadata.name", "Required value: "
+                                                          "name or generateName is required")])
         for attempt in range(5):
             if generate:
                 meta["name"] = str(meta["generateName"]) + "".join(
@@ -342,7 +349,8 @@ class Registry:
                                 f"stored UID: {old_meta.get('uid')}")
         if status:
             new = json.loads(json.dumps(old))
-            new["status"] = obj.get("status") or {}
+            # What a typed status serializes when fields are left out (replicas: 0).
+            new["status"] = {**_EMPTY_STATUS.get(info.kind, {}), **(obj.get("status") or {})}
         else:
             new = self._merge_for_update(info, old, obj)
         return await self._write_update(info, ns, old, new)
@@ -382,6 +390,8 @@ class Registry:
             return Result(json.dumps(old, separators=(",", ":")).encode())
         if _content(new) != _content(old) and "generation" in old["metadata"]:
             meta["generation"] = int(old["metadata"]["generation"]) + 1
+        # The object as it will be stored, not only the request, must be valid.
+        validate_schema(info, new, self.schema_version)
         check_object(info, new)
         warnings = unimplemented_fields(info, new)
         raw = await self._commit_claiming(

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from fractions import Fraction
 from functools import cache
@@ -244,9 +245,28 @@ def _invalid(kind: str, name: str, causes: list[Cause]) -> InvalidError:
     return InvalidError(f"{kind} {show(name, 80)} is invalid: {text}", causes=causes)
 
 
+def _null_items(obj: Any) -> Iterator[str]:
+    """Paths of the nulls inside arrays: the schemas allow them, nothing can use them."""
+    stack: list[tuple[Any, tuple]] = [(obj, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, (*path, k)) for k, v in node.items())
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                if item is None:
+                    yield field_path((*path, i))
+                else:
+                    stack.append((item, (*path, i)))
+
+
 def validate_schema(info: ResourceInfo, obj: dict[str, Any], version: str) -> None:
     """Raises InvalidError naming every schema violation, most specific first."""
     validator = _validator(version, info.schema_file)
+    nulls = [Cause.from_message(path, "Invalid value: null: list items may not be null")
+             for path in _null_items(obj)]
+    if nulls:
+        raise _invalid(info.kind, _name(obj), nulls)
     try:
         errors = sorted(validator.iter_errors(obj),
                         key=lambda e: (-len(e.absolute_path), list(map(str, e.path))))
