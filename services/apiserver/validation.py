@@ -896,7 +896,8 @@ def _check_configmap(problems: Problems, obj: dict[str, Any]) -> None:
                              "duplicate of key present in data")
             total += len(key) + len(str(value))
     if total > _MAX_CONFIGMAP:
-        problems.add("", f"Too long: must have at most {_MAX_CONFIGMAP} bytes")
+        problems.add("data", f"Too long: must have at most {_MAX_CONFIGMAP} bytes (data and "
+                             f"binaryData together are too large: {total} bytes)")
 
 
 def _check_event(problems: Problems, obj: dict[str, Any]) -> None:
