@@ -156,7 +156,7 @@ SPECIAL_STRINGS = [
     "\ud800", "\udfff", "\x00", "\x00rv\x00", "\n", "a\n", "a/b", "%", ".", "..", "Not_A_Name",
     "UPPER", "a" * 64, "a" * 254, "x" * 5000, "999.1.1.1", "10.0.0.01", "10.0.0.1", "::1",
     "10.0.0.0/33", "2024-01-01T00:00:00Z", "2024-13-45T99:00:00Z", "yesterday", "é", "日本",
-    "\u202e", "😀", "{}", "[]", "null", "NaN",
+    "\u202e", "😀", "😀" * 300, "日" * 300, "{}", "[]", "null", "NaN",
 ]
 scalars = (st.none() | st.booleans() | st.sampled_from(BOUNDARY_INTS)
            | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)

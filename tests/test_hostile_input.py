@@ -332,9 +332,9 @@ ROWS = [
     Row("update-status-pod-ip", update("pods", "victim", set_in(
         "status.podIP", "999.1.1.1"), status=True), INVALID, "Invalid", field="status.podIP",
         stored=True),
-    Row("update-status-host-ip", update("pods", "victim", set_in(
-        "status.hostIP", "10.0.0.01"), status=True), INVALID, "Invalid",
-        field="status.hostIP", stored=True),
+    Row("update-status-pod-ips", update("pods", "victim", set_in(
+        "status.podIPs", [{"ip": "10.0.0.01"}]), status=True), INVALID, "Invalid",
+        field="status.podIPs[0].ip", stored=True),
     Row("create-service-external-ip", create("services", service(
         externalIPs=["not-an-ip"])), INVALID, "Invalid", field="spec.externalIPs[0]",
         stored=True),
@@ -353,6 +353,12 @@ ROWS = [
         "Invalid"),
     Row("create-kind-200kb", create("pods", {**pod("k2"), "kind": BIG}), INVALID, "Invalid",
         field="kind"),
+    Row("create-unicode-errors", create("pods", {**pod("uni"), "metadata": {
+        "name": "uni", "labels": {f"{'😀' * 30}{i}": "日" * 5000 for i in range(12)}}}),
+        INVALID, "Invalid", field="metadata.labels"),
+    Row("get-name-unicode", lambda s: s.Get(api_pb2.GetRequest(
+        resource="pods", namespace=NS, name="😀" * 253)), grpc.StatusCode.NOT_FOUND,
+        "NotFound"),
     Row("get-name-200kb", lambda s: s.Get(api_pb2.GetRequest(
         resource="pods", namespace=NS, name=BIG)), INVALID, "BadRequest",
         field="metadata.name"),

@@ -28,10 +28,15 @@ MAX_DEPTH = 100
 
 
 def _path(parts: list[str | int]) -> str:
+    """The path as a field name: ASCII (escaped) and bounded, whatever the keys are."""
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = str(part).encode("ascii", "backslashreplace").decode()
+            out += ("." if out else "") + (text if len(text) <= 64 else text[:64] + "...")
+    return out[:256]
 
 
 def check_portable(value: Any, what: str = "object") -> None:

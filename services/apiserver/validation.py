@@ -180,13 +180,23 @@ def _validator(version: str, schema_file: str) -> jsonschema.Validator:
 
 # -- messages ------------------------------------------------------------------
 
+def ascii_text(text: str) -> str:
+    """text with every non-ASCII character escaped.
+
+    An error travels in gRPC headers, where each non-ASCII byte is percent-encoded
+    into three: 1 KiB of emoji would come back as 12 KiB and trip the metadata
+    limit (RESOURCE_EXHAUSTED instead of the error). Escaped, it stays 1 KiB.
+    """
+    return text if text.isascii() else text.encode("ascii", "backslashreplace").decode()
+
+
 def show(value: Any, limit: int = 64) -> str:
-    """A value as an error message quotes it: JSON, cut to `limit` characters.
+    """A value as an error message quotes it: JSON in ASCII, cut to `limit` characters.
 
     Errors never echo long input back: a 200 KB name is named by its length.
     """
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+        text = json.dumps(value, allow_nan=True)
     except (TypeError, ValueError, RecursionError):
         text = type(value).__name__
     if len(text) <= limit:
@@ -200,7 +210,7 @@ def field_path(parts: Any) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + clip(str(part), 64)
+            out += ("." if out else "") + clip(ascii_text(str(part)), 64)
     return out
 
 
@@ -241,7 +251,9 @@ def _describe(err: jsonschema.ValidationError) -> Cause:
 
 
 def _invalid(kind: str, name: str, causes: list[Cause]) -> InvalidError:
-    text = "; ".join(str(c) for c in causes[:MAX_CAUSES])
+    causes = [Cause(c.type, clip(ascii_text(c.message), 256), clip(ascii_text(c.field), MAX_FIELD))
+              for c in causes[:MAX_CAUSES]]
+    text = "; ".join(str(c) for c in causes)
     return InvalidError(f"{kind} {show(name, 80)} is invalid: {text}", causes=causes)
 
 
@@ -643,11 +655,11 @@ def check_pod_spec(problems: Problems, path: str, spec: Any) -> None:
 def _check_pod(problems: Problems, obj: dict[str, Any]) -> None:
     check_pod_spec(problems, "spec", obj.get("spec"))
     status = _dict(obj.get("status"))
-    for key in ("podIP", "hostIP"):
-        check_ip(problems, f"status.{key}", status.get(key))
-    for key in ("podIPs", "hostIPs"):
-        for i, item in _dicts(status.get(key)):
-            check_ip(problems, f"status.{key}[{i}].ip", item.get("ip"))
+    # Not hostIP: kubelite's kubelet publishes its --listen host there, which may be
+    # a host name (Kubernetes, whose kubelet resolves it, validates hostIP too).
+    check_ip(problems, "status.podIP", status.get("podIP"))
+    for i, item in _dicts(status.get("podIPs")):
+        check_ip(problems, f"status.podIPs[{i}].ip", item.get("ip"))
     for key in ("containerStatuses", "initContainerStatuses"):
         for i, cs in _dicts(status.get(key)):
             check_range(problems, f"status.{key}[{i}].restartCount", cs.get("restartCount"), 0)
@@ -838,9 +850,6 @@ def _check_node(problems: Problems, obj: dict[str, Any]) -> None:
     check_quantities(problems, "status.allocatable", status.get("allocatable"))
     port = _dict(_dict(status.get("daemonEndpoints")).get("kubeletEndpoint")).get("Port")
     check_port(problems, "status.daemonEndpoints.kubeletEndpoint.Port", port, allow_zero=True)
-    for i, address in _dicts(status.get("addresses")):
-        if address.get("type") in ("InternalIP", "ExternalIP"):
-            check_ip(problems, f"status.addresses[{i}].address", address.get("address"))
 
 
 def _check_hpa(problems: Problems, obj: dict[str, Any]) -> None:
