@@ -409,6 +409,10 @@ ROWS = [
         stored=True),
     # -- Logs: every failure is a clean code -----------------------------------
     Row("logs-unknown-pod", logs(name="nobody"), grpc.StatusCode.NOT_FOUND, "NotFound"),
+    Row("logs-unknown-container", logs(name="bound", container="nope"), INVALID, "BadRequest",
+        field="container"),
+    Row("logs-bad-container-name", logs(name="bound", container="Not A Name!"), INVALID,
+        "BadRequest", field="container"),
     Row("logs-unbound-pod", logs(name="victim"), INVALID, "BadRequest"),
     Row("logs-no-kubelet", logs(name="bound", container="c", tail_lines=10**15),
         grpc.StatusCode.UNAVAILABLE, "ServiceUnavailable"),

@@ -32,7 +32,7 @@ from kubelite.resources import ResourceInfo, lookup
 from .metrics import REQUEST_DURATION, REQUESTS
 from .metricsapi import ResourceMetrics
 from .registry import Registry, Result, compile_filter
-from .validation import check_request_name, require_name, show
+from .validation import ascii_text, check_request_name, require_name, show
 from .watchcache import WatchCache
 
 log = logging.getLogger("kubelite.apiserver")
@@ -57,6 +57,20 @@ def _names(request: Any) -> None:
     if len(getattr(request, "resource", "")) > 253:
         raise BadRequestError(f"the server doesn't have a resource type "
                               f"{show(request.resource)}")
+
+
+def _check_log_container(pod: dict[str, Any], container: str) -> None:
+    """Kubernetes' answers (in its words, as the kubelet gives them) to a log request
+    naming no container, or one the pod lacks. Both names are bounded by now."""
+    names = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []
+             if isinstance(c, dict)]
+    pod_name = (pod.get("metadata") or {}).get("name")
+    if not container and len(names) > 1:
+        raise BadRequestError(f"a container name must be specified for pod {pod_name}, "
+                              f"choose one of: [{' '.join(names)}]", field="container")
+    if container and container not in names:
+        raise BadRequestError(f"container {ascii_text(container)} is not valid for pod "
+                              f"{pod_name}", field="container")
 
 
 def _resource_label(request: Any) -> str:
@@ -231,6 +245,9 @@ class ApiService(api_pb2_grpc.ApiServicer):
                                   "or equal to 0", field="tailLines")
         if request.container:
             check_request_name(request.container, "container", 63)
+        pod = json.loads(await self.registry.get(lookup("pods"), request.namespace or "default",
+                                                 request.name))
+        _check_log_container(pod, request.container)
         target = await self.registry.kubelet_endpoint(request.namespace, request.name)
         async with grpc.aio.insecure_channel(target) as channel:
             try:
