@@ -199,6 +199,28 @@ class Client:
             req.grace_period_seconds = grace_period_seconds
         return self._object(await self._call(self._stub.Delete, req))
 
+    async def evict(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        grace_period_seconds: int | None = None,
+        uid: str = "",
+        resource_version: str = "",
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Evicts a pod (pods/eviction): deletes it if its PodDisruptionBudget allows.
+
+        Raises TooManyRequestsError while the budget allows no disruption.
+        """
+        req = api_pb2.EvictRequest(
+            namespace=namespace or "", name=name, dry_run=dry_run,
+            preconditions=api_pb2.Preconditions(uid=uid, resource_version=resource_version),
+        )
+        if grace_period_seconds is not None:
+            req.grace_period_seconds = grace_period_seconds
+        return self._object(await self._call(self._stub.Evict, req))
+
     async def bind(
         self, name: str, node_name: str, *, namespace: str | None = None, uid: str = ""
     ) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from prometheus_client import Gauge, start_http_server
 from kubelite.client import Client, default_server
 from kubelite.config import add_flag
 from kubelite.leaderelection import LeaderElector
+from kubelite.supervise import supervise
 
 log = logging.getLogger("kubelite.component")
 
@@ -99,7 +100,7 @@ async def run_leader_elected(client: Client, config: LeaderConfig,
     """Runs `work` only while this process holds the lease (or always, if disabled)."""
     if not config.enabled:
         LEADER_STATUS.labels(config.lease_name).set(1)
-        await work()
+        await supervise(f"leader-{config.lease_name}", work, logger=log)
         return
 
     def started() -> Awaitable[None]:

@@ -17,9 +17,11 @@ from typing import Any
 from kubelite.client import Client
 from kubelite.errors import ApiError, NotFoundError
 from kubelite.objects import now_rfc3339
+from kubelite.supervise import spawn
 
 log = logging.getLogger("kubelite.events")
 
+MAX_NAME = 253
 NORMAL = "Normal"
 WARNING = "Warning"
 
@@ -49,8 +51,7 @@ class EventRecorder:
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Queues an event about obj; drops it (with a log line) if the queue is full."""
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                                name="event-recorder")
+            self._task = spawn(f"event-recorder-{self.component}", self._run, logger=log)
         try:
             self._queue.put_nowait((involved_object(obj), type_, reason, message[:1024]))
         except asyncio.QueueFull:
@@ -93,7 +94,9 @@ class EventRecorder:
                 return
             except NotFoundError:
                 pass  # expired: start a new series
-        name = f"{ref.get('name', 'unknown')}.{time.time_ns():x}"
+        suffix = f".{time.time_ns():x}"
+        # Cut a long object name so that the Event's name stays a valid one (253).
+        name = f"{ref.get('name', 'unknown')[:MAX_NAME - len(suffix)]}{suffix}"
         event = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": namespace},

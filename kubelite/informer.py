@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from kubelite.client import ObjectList, WatchEvent
 from kubelite.errors import ApiError, ExpiredError
+from kubelite.supervise import TASK_FAILURES, spawn
 
 log = logging.getLogger("kubelite.informer")
 
@@ -306,9 +307,10 @@ class Informer:
     def start(self) -> asyncio.Task[None]:
         """Starts (or resumes, from last_resource_version) the list+watch task."""
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"informer-{self.resource}")
+            self._task = spawn(f"informer-{self.resource}", self._run, logger=log)
         if self.resync > 0 and (self._resync_task is None or self._resync_task.done()):
-            self._resync_task = asyncio.create_task(self._resync_loop())
+            self._resync_task = spawn(f"informer-{self.resource}-resync", self._resync_loop,
+                                      logger=log)
         return self._task
 
     async def stop(self) -> None:
@@ -357,7 +359,9 @@ class Informer:
             except ApiError as err:
                 log.warning("informer %s: %s: %s; retrying", self.resource, type(err).__name__, err)
             except Exception:
-                # A bug or an unexpected transport failure: keep the cache, retry.
+                # A bug or an unexpected transport failure: keep the cache, retry,
+                # counted as a failure of this background task.
+                TASK_FAILURES.labels(f"informer-{self.resource}").inc()
                 log.exception("informer %s: unexpected error; retrying", self.resource)
             await self._backoff()
 

@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from kubelite.errors import AlreadyExistsError, ApiError, ConflictError, NotFoundError
+from kubelite.supervise import spawn
 
 log = logging.getLogger("kubelite.leaderelection")
 
@@ -315,8 +316,17 @@ class LeaderElector:
         if self.on_started_leading is None:
             return
         result = self.on_started_leading()
-        if inspect.isawaitable(result):
-            self._work = asyncio.ensure_future(result)
+        if not inspect.isawaitable(result):
+            return
+        first: list[Any] = [result]
+
+        def work() -> Any:
+            # The first run is the awaitable already made; a restart asks for a new one.
+            return first.pop() if first else self.on_started_leading()  # type: ignore[misc]
+
+        # Supervised: leading work that raised would otherwise leave a leader that
+        # holds the lease and does nothing until it loses it.
+        self._work = spawn(f"leader-{self.name}", work, logger=log)
 
     async def _stop_leading(self) -> None:
         self._leading = False

@@ -60,6 +60,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
         "autoscaling", "v2", True, ("hpa",),
     ),
+    ResourceInfo(
+        "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", "policy", "v1",
+        True, ("pdb",),
+    ),
 )
 
 _BY_NAME: dict[str, ResourceInfo] = {}

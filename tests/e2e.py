@@ -1,25 +1,26 @@
 """A whole local cluster for end-to-end tests: `kubelite up` run as a user runs it.
 
-Timings are shortened through the components' environment-variable flags, so
-the same binaries a user runs finish their back-offs and elections in seconds.
+The cluster, its fast timings and the waits come from kubelite.testing; this module
+adds what only kubelite's own end-to-end tests use (the demo echo server as a pod,
+finding a pod's processes, plain HTTP).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubelite.client import Client
-from kubelite.localcluster import free_port, wait_healthy
+from kubelite.testing import (
+    FAST_TIMINGS,
+    eventually,
+    is_ready,
+    start_cluster,
+    wait_nodes_ready,
+)
+from kubelite.testing import LocalCluster as Cluster
 
 REPO = Path(__file__).resolve().parent.parent
 # Pods of every local cluster share loopback ranges, so each test run serves on a
@@ -27,81 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 ECHO_PORT = random.randint(20000, 29999)
 ECHO = str(REPO / "images" / "demo" / "echo.py")
 
-FAST_TIMINGS = {
-    "KUBELITE_BACKOFF_BASE": "0.5",
-    "KUBELITE_BACKOFF_CAP": "4",
-    "KUBELITE_NODE_LEASE_RENEW_INTERVAL": "1",
-    "KUBELITE_NODE_STATUS_UPDATE_FREQUENCY": "1",
-    "KUBELITE_PLEG_RELIST_PERIOD": "0.2",
-    "KUBELITE_PROBE_PERIOD_SCALE": "0.2",
-    "KUBELITE_LEADER_ELECT_LEASE_DURATION": "3",
-    "KUBELITE_LEADER_ELECT_RENEW_DEADLINE": "2",
-    "KUBELITE_LEADER_ELECT_RETRY_PERIOD": "0.3",
-    "KUBELITE_POD_INITIAL_BACKOFF": "0.2",
-    "KUBELITE_POD_MAX_BACKOFF": "1",
-    "KUBELITE_ORPHAN_GRACE": "0.5",
-}
-
-
-@dataclass
-class Cluster:
-    target: str
-    data_dir: Path
-    process: subprocess.Popen
-
-    def log(self, name: str) -> str:
-        path = self.data_dir / "logs" / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_cluster(data_dir: Path, *, nodes: int = 2, env: dict[str, str] | None = None) -> Cluster:
-    target = f"127.0.0.1:{free_port()}"
-    kubelite = Path(sys.executable).parent / "kubelite"
-    out = open(data_dir / "up.out", "wb")  # noqa: SIM115 - the child owns it
-    proc = subprocess.Popen(
-        [str(kubelite), "up", "--listen", target, "--data-dir", str(data_dir),
-         "--nodes", str(nodes)],
-        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **FAST_TIMINGS, **(env or {})},
-    )
-    out.close()
-    wait_healthy(target, 60, proc)
-    return Cluster(target, data_dir, proc)
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 30.0,
-                     interval: float = 0.2, what: str = "condition") -> Any:
-    """Polls an (async or sync) check until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(interval)
-
-
-async def wait_nodes_ready(client: Client, count: int, timeout: float = 60) -> list[dict]:
-    async def ready() -> list[dict]:
-        nodes = (await client.list("nodes")).items
-        ok = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
-                                      for c in (n.get("status") or {}).get("conditions", []))]
-        return ok if len(ok) >= count else []
-
-    return await eventually(ready, timeout=timeout, what=f"{count} Ready nodes")
+__all__ = ["ECHO", "ECHO_PORT", "FAST_TIMINGS", "REPO", "Cluster", "echo_container",
+           "eventually", "http_get", "is_ready", "pids_with", "start_cluster",
+           "wait_nodes_ready"]
 
 
 def echo_container(name: str = "web", *, marker: str = "") -> dict[str, Any]:
@@ -120,11 +49,6 @@ def echo_container(name: str = "web", *, marker: str = "") -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": ECHO_PORT},
                            "periodSeconds": 1},
     }
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def pids_with(marker: str) -> list[int]:

@@ -19,11 +19,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from kubelite.cli.session import Session
 from kubelite.client import Client, ObjectList, WatchEvent
 from kubelite.localcluster import component_exists
 from kubelite.resources import lookup
+from kubelite.testing import eventually_sync
 from tests.test_cli import (
     UpProcess,
     assert_one_line_failure,
@@ -745,15 +746,8 @@ def api(server: str, work: Callable[[Client], Any]) -> Any:
     return asyncio.run(run())
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        time.sleep(0.2)
+# Each check runs the CLI as a process: poll at a CLI's pace, not the kit's default.
+wait_until = partial(eventually_sync, interval=0.2)
 
 
 def make_namespace(server: str) -> str:
@@ -903,9 +897,9 @@ def make_history(server: str, ns: str, name: str) -> None:
     second = deployment_manifest(name, ns, message="v2", pod_spec=NOWHERE)
     second["metadata"]["annotations"] = {"kubernetes.io/change-cause": "MESSAGE=v2"}
     if CONTROLLER:
-        wait_for(lambda: 1 in revisions_of(server, ns, name), what="revision 1")
+        wait_until(lambda: 1 in revisions_of(server, ns, name), what="revision 1")
         apply_obj(server, second)
-        wait_for(lambda: 2 in revisions_of(server, ns, name), what="revision 2")
+        wait_until(lambda: 2 in revisions_of(server, ns, name), what="revision 2")
         return
     apply_obj(server, second)
     deploy = get_json(server, "deploy", name, "-n", ns)
@@ -965,7 +959,7 @@ def test_rollout_history_and_undo_through_the_binary(cluster: UpProcess) -> None
     # The revision that now matches: 1 without a controller; with one, the controller
     # moves revision 1 to revision 3 (as Kubernetes does), so wait for that.
     if CONTROLLER:
-        wait_for(lambda: sorted(revisions_of(server, ns, "web")) == [2, 3],
+        wait_until(lambda: sorted(revisions_of(server, ns, "web")) == [2, 3],
                  what="revision 1 to become revision 3")
         current = 3
     else:
@@ -1070,7 +1064,7 @@ def test_logs_of_a_running_pod_stream_and_follow(cluster: UpProcess) -> None:
         return subprocess.run([kubelite_binary(), "logs", "printer", "-n", ns, *flags],
                               capture_output=True, env=env, timeout=30)
 
-    wait_for(lambda: b"line 2" in read_log().stdout, timeout=60, what="the pod to print")
+    wait_until(lambda: b"line 2" in read_log().stdout, timeout=60, what="the pod to print")
     whole = read_log()
     assert whole.returncode == 0, whole.stderr
     assert whole.stdout.startswith(bytes(range(256)) + b"\nline 0\nline 1\n")

@@ -23,6 +23,7 @@ from kubelite.client import Client
 from kubelite.errors import ConflictError, NotFoundError
 from kubelite.localcluster import ManagedProcess, free_port, python_module_argv, wait_healthy
 from kubelite.objects import now_rfc3339
+from kubelite.testing import eventually
 
 Obj = dict[str, Any]
 
@@ -106,20 +107,6 @@ async def ns(controller_manager: ControllerManager, namespace: str) -> str:
 
 
 # -- helpers --------------------------------------------------------------------
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0,
-                     what: str = "") -> Any:
-    """Awaits check() until it returns something truthy; fails after `within` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        last = await check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what or check}: last={last!r}")
-        await asyncio.sleep(0.05)
 
 
 def labels_of(obj: Obj) -> dict[str, str]:
@@ -414,7 +401,7 @@ async def test_available_replicas_wait_for_min_ready_seconds(client: Client, ns:
     async with FakeKubelet(client, ns):
         await eventually(lambda: _async_eq(counts(), (2, 0)), what="ready, not yet available")
         ready_at = time.monotonic()
-        await eventually(lambda: _async_eq(counts(), (2, 2)), within=10, what="available")
+        await eventually(lambda: _async_eq(counts(), (2, 2)), timeout=10, what="available")
     assert time.monotonic() - ready_at >= 0.9  # whole seconds: at least one has passed
 
 
@@ -537,7 +524,7 @@ async def test_rolling_update_with_no_unavailability_keeps_every_replica_ready(
             done = await _rolled_out(client, ns, "roll")
             return done if done and done["metadata"]["generation"] == 2 else None
 
-        await eventually(second_done, within=30, what="second rollout")
+        await eventually(second_done, timeout=30, what="second rollout")
     assert fewest is not None and fewest >= replicas
     assert most_live <= replicas + 1  # maxSurge 1
     rss = {rs["metadata"]["name"]: rs for rs in await replicasets(client, ns)}
@@ -574,7 +561,7 @@ async def test_default_rolling_update_stays_within_max_unavailable(client: Clien
             done = await _rolled_out(client, ns, "dflt")
             return done if done and done["metadata"]["generation"] == 2 else None
 
-        await eventually(second_done, within=30, what="second rollout")
+        await eventually(second_done, timeout=30, what="second rollout")
     assert fewest is not None and fewest >= replicas - 2
     images = {p["spec"]["containers"][0]["image"] for p in await live_pods(client, ns)}
     assert images == {"busybox:1.37"}
@@ -594,7 +581,7 @@ async def test_rollback_by_copying_an_old_template_reuses_its_replicaset(
             done = await _rolled_out(client, ns, "undo")
             return done if done and done["metadata"]["generation"] == 2 else None
 
-        await eventually(v2_done, within=20, what="v2")
+        await eventually(v2_done, timeout=20, what="v2")
 
         # What kubectl rollout undo does: the old ReplicaSet's template, minus the hash label.
         template = copy.deepcopy(v1["spec"]["template"])
@@ -607,7 +594,7 @@ async def test_rollback_by_copying_an_old_template_reuses_its_replicaset(
             done = await _rolled_out(client, ns, "undo")
             return done if done and done["metadata"]["generation"] == 3 else None
 
-        done = await eventually(v3_done, within=20, what="the rollback")
+        done = await eventually(v3_done, timeout=20, what="the rollback")
     rss = await _replicaset_of(client, ns, d["metadata"]["uid"])
     assert len(rss) == 2  # no duplicate of v1
     revived = next(rs for rs in rss if rs["metadata"]["uid"] == v1["metadata"]["uid"])
@@ -634,7 +621,7 @@ async def test_revision_history_limit_prunes_old_replicasets(client: Client, ns:
                 got = await _rolled_out(client, ns, "hist")
                 return got if got and got["metadata"]["generation"] == generation else None
 
-            await eventually(done, within=20, what=f"generation {generation}")
+            await eventually(done, timeout=20, what=f"generation {generation}")
 
     async def pruned() -> list[Obj] | None:
         rss = await _replicaset_of(client, ns, d["metadata"]["uid"])
@@ -713,7 +700,7 @@ async def test_progress_deadline_exceeded_when_pods_never_become_ready(
                 return cond
         return None
 
-    cond = await eventually(timed_out, within=10, what="ProgressDeadlineExceeded")
+    cond = await eventually(timed_out, timeout=10, what="ProgressDeadlineExceeded")
     assert cond["status"] == "False"
     got = await client.get("deployments", "stuck", namespace=ns)
     available = next(c for c in got["status"]["conditions"] if c["type"] == "Available")
@@ -896,7 +883,7 @@ async def test_only_the_leader_acts_and_a_standby_takes_over(apiserver, tmp_path
             # Nobody leads for a moment: this owner's pods are left dangling.
             await client.delete("replicasets", "doomed", namespace="default")
             assert len(await live_pods(client, "default", "app=doomed")) == 2
-            await eventually(lambda: _async_eq(holder(), standby.identity), within=10,
+            await eventually(lambda: _async_eq(holder(), standby.identity), timeout=10,
                              what="the standby holding the lease")
             await eventually(lambda: _async(standby.is_leader(lease)), what="standby leads")
             await patch_replicas(client, "replicasets", "ha", "default", 8)
@@ -951,7 +938,7 @@ async def test_node_whose_lease_is_not_renewed_becomes_unknown(apiserver, tmp_pa
                 return next(c["status"] for c in node["status"]["conditions"]
                             if c["type"] == "Ready")
 
-            await eventually(lambda: _async_eq(ready_status(), "Unknown"), within=10,
+            await eventually(lambda: _async_eq(ready_status(), "Unknown"), timeout=10,
                              what="Ready Unknown")
             assert time.monotonic() - started >= 1.0  # not before the grace period
             node = await client.get("nodes", "n1")

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from kubelite.errors import InvalidError, UnavailableError
+from kubelite.workqueue import WORKQUEUE_RETRIES
 from services.controller import rollout as ro
-from services.controller.base import RECONCILE_ERRORS, Controller
+from services.controller.base import PERMANENT_ERRORS, RECONCILE_ERRORS, Controller
 from services.controller.config import gc_resources, parse_args, select_controllers
 from services.controller.endpoints import endpoint_subsets, find_port
 from services.controller.expectations import Expectations
@@ -445,6 +447,69 @@ async def test_an_injected_sync_that_fails_is_retried_and_counted():
     assert controller.queue.num_requeues("ns/a") == 0  # forgotten after success
 
 
+class _Recorder:
+    """Collects events (this unit test has no API to write them to)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def event(self, obj: Any, type_: str, reason: str, message: str) -> None:
+        self.events.append((obj["metadata"]["name"], type_, reason, message))
+
+
+class _Cache:
+    def __init__(self, objects: dict[str, Any]) -> None:
+        self.objects = objects
+
+    def get(self, key: str) -> Any:
+        return self.objects.get(key)
+
+
+async def _sync_once_with(error: Exception) -> tuple[_Counting, _Recorder, list[str]]:
+    controller = _Counting()
+    recorder = _Recorder()
+    controller.recorder = recorder  # type: ignore[assignment]
+    controller.informers = [_Cache({"ns/a": {"metadata": {"name": "a"}}})]  # type: ignore[list-item]
+    seen: list[str] = []
+
+    async def failing(key: str) -> None:
+        seen.append(key)
+        raise error
+
+    controller.sync_handler = failing
+    controller.queue.add("ns/a")
+    key = await controller.queue.get()
+    await controller.process(key)
+    controller.queue.done(key)
+    await asyncio.sleep(0.05)  # a requeue (5 ms base backoff) would have fired by now
+    return controller, recorder, seen
+
+
+async def test_a_permanent_api_error_is_reported_and_not_retried():
+    before = PERMANENT_ERRORS.labels("unit-test")._value.get()
+    retries = WORKQUEUE_RETRIES.labels("unit-test")._value.get()
+    controller, recorder, _ = await _sync_once_with(
+        InvalidError("Invalid value: -1", field="spec.replicas"))
+    assert len(controller.queue) == 0 and controller.queue.num_waiting() == 0
+    assert controller.queue.num_requeues("ns/a") == 0
+    assert PERMANENT_ERRORS.labels("unit-test")._value.get() == before + 1
+    assert WORKQUEUE_RETRIES.labels("unit-test")._value.get() == retries
+    assert recorder.events == [("a", "Warning", "SyncFailed",
+                                "spec.replicas: Invalid value: -1")]
+    controller.queue.add("ns/a")  # the object changed: its informer queues it again
+    assert len(controller.queue) == 1
+
+
+@pytest.mark.parametrize("error", [UnavailableError("redis is down"), RuntimeError("bug")])
+async def test_retryable_and_unexpected_errors_are_requeued(error):
+    retries = WORKQUEUE_RETRIES.labels("unit-test")._value.get()
+    controller, recorder, _ = await _sync_once_with(error)
+    assert len(controller.queue) == 1  # back after its backoff
+    assert controller.queue.num_requeues("ns/a") == 1
+    assert WORKQUEUE_RETRIES.labels("unit-test")._value.get() == retries + 1
+    assert recorder.events == []
+
+
 async def test_one_key_is_never_synced_by_two_workers_at_once():
     controller = _Counting()
     running = 0
@@ -478,8 +543,10 @@ async def test_one_key_is_never_synced_by_two_workers_at_once():
 def test_controllers_flag_enables_and_disables_by_name():
     assert select_controllers("*") == ("replicaset", "deployment", "endpoint",
                                        "garbagecollector", "nodelifecycle",
-                                       "horizontalpodautoscaling")
-    assert select_controllers("*,-nodelifecycle,-endpoint,-horizontalpodautoscaling") == (
+                                       "horizontalpodautoscaling", "disruption", "namespace",
+                                       "eventexpiry")
+    assert select_controllers("*,-nodelifecycle,-endpoint,-horizontalpodautoscaling,"
+                              "-disruption,-namespace,-eventexpiry") == (
         "replicaset", "deployment", "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from kubelite.errors import NotFoundError
 
 from .e2e import (
     ECHO_PORT,
+    REPO,
     Cluster,
     echo_container,
     eventually,
@@ -102,7 +105,7 @@ async def test_killed_process_comes_back_and_crash_loops_back_off(api: Client, n
     await api.create("pods", pod, namespace=ns)
     await eventually(lambda: _pod_ready(api, ns, "victim"), timeout=30, what="victim ready")
     [pid] = pids_with(marker)
-    subprocess.run(["kill", "-9", str(pid)], check=True)
+    os.kill(pid, signal.SIGKILL)
 
     async def restarted() -> dict | None:
         p = await api.get("pods", "victim", namespace=ns)
@@ -209,9 +212,10 @@ async def test_rolling_update_keeps_capacity_and_undo_restores(api: Client, ns: 
     assert sorted(rs["spec"]["replicas"] for rs in rss) == [0, 3]
 
     kubelite = str(Path(sys.executable).parent / "kubelite")
-    out = subprocess.run([kubelite, "--server", cluster.target, "rollout", "undo",
-                          "deployment/roll", "-n", ns], capture_output=True, text=True,
-                         timeout=30)
+    out = await asyncio.to_thread(
+        subprocess.run, [kubelite, "--server", cluster.target, "rollout", "undo",
+                         "deployment/roll", "-n", ns], capture_output=True, text=True,
+        timeout=30)
     assert out.returncode == 0, out.stderr
     assert "rolled back" in out.stdout
 
@@ -265,9 +269,10 @@ async def test_readme_example_runs_and_answers_through_its_service(api: Client, 
     """examples/echo.yaml, applied with the CLI as the README shows, serves through its
     ClusterIP from all three pods."""
     kubelite = str(Path(sys.executable).parent / "kubelite")
-    example = Path(__file__).resolve().parent.parent / "examples" / "echo.yaml"
-    out = subprocess.run([kubelite, "--server", cluster.target, "apply", "-n", ns, "-f",
-                          str(example)], capture_output=True, text=True, timeout=30)
+    example = REPO / "examples" / "echo.yaml"
+    out = await asyncio.to_thread(
+        subprocess.run, [kubelite, "--server", cluster.target, "apply", "-n", ns, "-f",
+                         str(example)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["deployment.apps/echo created", "service/echo created"]
     pods = await eventually(lambda: _n_ready(api, ns, "app=echo", 3), timeout=60,

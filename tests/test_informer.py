@@ -5,27 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
 
+from kubelite import testing
 from kubelite.client import Client
 from kubelite.errors import UnavailableError
 from kubelite.informer import Informer, Store, index_by_namespace, object_key, split_key
 
+# The conditions read local caches, so polling them often costs nothing.
+eventually = partial(testing.eventually, interval=0.02)
+
 Obj = dict[str, Any]
-
-
-async def eventually(check: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
-    """Polls check() until it is true, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    for _ in range(100_000):
-        if check():
-            return
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.02)
-    pytest.fail(f"timed out after {within}s waiting for {what or check}")
 
 
 async def retrying(call: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:
@@ -257,7 +250,7 @@ async def test_bookmarks_advance_the_resource_version(apiserver_factory, started
         assert target > start_rv
         await eventually(
             lambda: int(informer.last_resource_version) >= target,
-            within=5,
+            timeout=5,
             what="a bookmark past the write",
         )
         assert informer.list() == []
@@ -283,7 +276,7 @@ async def test_reconnects_after_apiserver_restart_without_relisting(apiserver, s
         await retrying(lambda: client.delete("configmaps", "before", namespace="ns"))
         want = await truth(client, "configmaps", "ns")
         await eventually(
-            lambda: cached(informer) == want, within=15, what="cache to converge after restart"
+            lambda: cached(informer) == want, timeout=15, what="cache to converge after restart"
         )
         assert rec.mirror == want
         assert informer.reconnects >= 1
@@ -313,7 +306,7 @@ async def test_survives_a_redis_restart(apiserver, redis_server, started):
         assert "ns/b" in want
         await eventually(
             lambda: cached(informer) == want,
-            within=15,
+            timeout=15,
             what="cache to catch up after Redis came back",
         )
         await informer.stop()
@@ -359,7 +352,7 @@ async def test_relists_when_history_is_trimmed_past_its_revision(apiserver_facto
         await _write_churn(client, "ns", 30)
         informer.start()  # resumes the watch from old_rv, which is gone
         want = await truth(client, "configmaps", "ns")
-        await eventually(lambda: informer.relists == 1, within=5, what="a relist")
+        await eventually(lambda: informer.relists == 1, timeout=5, what="a relist")
         assert cached(informer) == want
         assert rec.mirror == want
         assert int(informer.last_resource_version) > int(old_rv)
@@ -395,7 +388,7 @@ async def test_relists_when_its_apiserver_missed_trimmed_history(apiserver_facto
         await asyncio.to_thread(first.restart)
         want = await retrying(lambda: truth(other, "configmaps", "ns"))
         await eventually(
-            lambda: cached(informer) == want, within=15, what="cache to converge after the relist"
+            lambda: cached(informer) == want, timeout=15, what="cache to converge after the relist"
         )
         assert informer.relists == 1
         assert rec.mirror == want

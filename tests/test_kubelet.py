@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from kubelite import testing
 from kubelite.client import Client
 from kubelite.errors import InvalidError, NotFoundError
 from kubelite.localcluster import ManagedProcess, free_port, python_module_argv, wait_healthy
@@ -140,18 +141,10 @@ async def ns(client: Client, namespace: str) -> Any:
 
 async def eventually(fn: Callable[[], Awaitable[T]], *, within: float = 15.0,
                      interval: float = 0.05, what: str = "condition") -> T:
-    """Polls fn until it returns something truthy; returns that."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = await fn()
-        except NotFoundError as err:
-            last = err
-        if last and not isinstance(last, Exception):
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+    """The kit's eventually, where NotFoundError (the object is not there yet) means
+    "not yet"."""
+    return await testing.eventually(fn, within, interval=interval, what=what,
+                                    ignore=(NotFoundError,))
 
 
 def make_pod(name: str, namespace: str, node: str, *containers: Obj,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
+from kubelite import testing
 from kubelite.client import Client
 from kubelite.leaderelection import (
     LeaderElector,
@@ -19,20 +20,11 @@ from kubelite.leaderelection import (
     parse_micro_time,
 )
 
+# Elections run on 0.2 s retry periods and the tests time them: poll finer than the kit.
+eventually = partial(testing.eventually, interval=0.01)
+
 # Short timings: lease 1 s, renew deadline 0.7 s, retry 0.2 s.
 TIMINGS = {"lease_duration": 1.0, "renew_deadline": 0.7, "retry_period": 0.2}
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0, what: str = "") -> None:
-    """Polls check() until it is true, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    for _ in range(100_000):
-        if check():
-            return
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
-    pytest.fail(f"timed out after {within}s waiting for {what or check}")
 
 
 class Campaign:
@@ -178,7 +170,8 @@ async def test_successor_takes_over_within_the_lease_duration_when_leader_is_can
     await campaign.cancel("a")
     assert ("a", "stop") in [entry[1:] for entry in campaign.log]
     await eventually(
-        lambda: campaign.leaders() == ["b"], within=TIMINGS["lease_duration"], what="b to take over"
+        lambda: campaign.leaders() == ["b"], timeout=TIMINGS["lease_duration"],
+        what="b to take over",
     )
     took = time.monotonic() - cancelled_at
     assert took < TIMINGS["lease_duration"]
@@ -200,7 +193,7 @@ async def test_crashed_leader_is_replaced_only_after_its_lease_expires(client, n
     assert lease["spec"]["holderIdentity"] == "a"
     expires = parse_micro_time(lease["spec"]["renewTime"]) + timedelta(seconds=1)
 
-    await eventually(lambda: campaign.leaders() == ["b"], within=3, what="b to take over")
+    await eventually(lambda: campaign.leaders() == ["b"], timeout=3, what="b to take over")
     taken = await client.get("leases", "lock", namespace=namespace)
     assert taken["spec"]["holderIdentity"] == "b"
     assert parse_micro_time(taken["spec"]["acquireTime"]) >= expires
@@ -216,7 +209,7 @@ async def test_leader_that_cannot_renew_stops_within_the_renew_deadline(apiserve
         stopped_at = time.monotonic()
         await eventually(
             lambda: ("a", "stop") in [e[1:] for e in campaign.log],
-            within=2,
+            timeout=2,
             what="a to stop leading",
         )
         stop_time = next(t for t, who, what in campaign.log if what == "stop")
@@ -233,9 +226,9 @@ async def test_elector_leads_again_after_the_api_comes_back(apiserver, campaign)
         elector = campaign.start(client, "kube-system", "a")
         await eventually(lambda: elector.is_leader, what="a to lead")
         await asyncio.to_thread(apiserver.stop)
-        await eventually(lambda: not elector.is_leader, within=2, what="a to stop leading")
+        await eventually(lambda: not elector.is_leader, timeout=2, what="a to stop leading")
         await asyncio.to_thread(apiserver.restart)
-        await eventually(lambda: elector.is_leader, within=10, what="a to lead again")
+        await eventually(lambda: elector.is_leader, timeout=10, what="a to lead again")
         assert elector.terms == 2
         assert [e[1:] for e in campaign.log] == [("a", "start"), ("a", "stop"), ("a", "start")]
         await campaign.cancel_all()

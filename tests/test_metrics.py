@@ -267,12 +267,18 @@ async def test_controller_workqueue_and_reconcile_error_metrics_move(
     assert after.value("workqueue_adds_total", **q) >= adds + 1
     assert after.value("workqueue_queue_duration_seconds_count", **q) >= waited + 1
 
-    # A valid Deployment name too long for its ReplicaSet's (name + "-" + hash): every
-    # sync fails at the apiserver, is counted and requeued with backoff.
+    # A valid Deployment name too long for its ReplicaSet's (name + "-" + hash): its
+    # sync fails at the apiserver with Invalid, a permanent error: counted, reported,
+    # and not retried until the Deployment changes (a retryable failure moves
+    # workqueue_retries_total: tests/test_controller_logic.py).
+    permanent = before.value("controller_reconcile_permanent_errors_total",
+                             controller="deployment")
     await api.create("deployments", deployment("x" * 250), namespace=ns)
     await moved(urls, "controller", "controller_reconcile_errors_total", errors,
                 controller="deployment")
-    await moved(urls, "controller", "workqueue_retries_total", retries, **q)
+    await moved(urls, "controller", "controller_reconcile_permanent_errors_total", permanent,
+                controller="deployment")
+    assert scrape(urls, "controller").value("workqueue_retries_total", **q) == retries
     await api.delete("deployments", "x" * 250, namespace=ns)
 
 

@@ -15,11 +15,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubelite import testing
 from kubelite.client import Client
 from services.proxy.balancer import RANDOM, ROUND_ROBIN, Balancer
 from services.proxy.model import Endpoint, ServicePort, service_ports
@@ -210,11 +212,8 @@ async def until_served(ip: str, port: int, within: float = 10.0, **kw: Any) -> s
         await asyncio.sleep(0.05)
 
 
-async def until(check: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {check}"
-        await asyncio.sleep(0.01)
+# The proxier's state is in this process: poll it often, for up to 5 s.
+until = partial(testing.eventually, timeout=5, interval=0.01)
 
 
 def service(name: str, namespace: str, *ports: tuple[str, int], type_: str = "ClusterIP",

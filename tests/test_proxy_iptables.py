@@ -17,11 +17,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubelite import testing
 from kubelite.client import Client
 from services.proxy import metrics
 from services.proxy.iptables import IptablesError, IptablesProxier
@@ -64,11 +66,8 @@ def sp(name: str, ip: str, *eps: str) -> ServicePort:
                        endpoints=tuple(Endpoint(e, 8080) for e in eps))
 
 
-async def wait_for(check: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
+# The proxier's state is in this process: poll it often, for up to 5 s.
+until = partial(testing.eventually, timeout=5, interval=0.01)
 
 
 @pytest.fixture
@@ -92,7 +91,7 @@ async def test_first_sync_ensures_jumps_and_deletes_stale_chains(syncer: Any) ->
                         ":DOCKER - [0:0]\nCOMMIT\n")
     proxier = syncer(fake, min_sync_period=0.0, sync_period=60.0)
     proxier.update("ns/a", [sp("a", "10.96.0.1", "10.0.0.1")])
-    await wait_for(lambda: fake.restores)
+    await until(lambda: fake.restores)
     assert {(t, c) for t, c, _ in fake.ensured} == {(j.table, j.source) for j in JUMP_RULES}
     text = fake.restores[0]
     assert "-X KUBE-SVC-LEFTOVER0000000" in text and "DOCKER" not in text
@@ -104,16 +103,16 @@ async def test_restores_only_when_the_rules_change_and_at_most_once_per_min_peri
     fake = FakeIptables()
     proxier = syncer(fake, min_sync_period=0.3, sync_period=60.0)
     proxier.update("ns/a", [sp("a", "10.96.0.1", "10.0.0.1")])
-    await wait_for(lambda: len(fake.restores) == 1)
+    await until(lambda: len(fake.restores) == 1)
     skipped = metrics.SYNCS_SKIPPED._value.get()
     proxier.update("ns/a", [sp("a", "10.96.0.1", "10.0.0.1")])  # same rules
-    await wait_for(lambda: metrics.SYNCS_SKIPPED._value.get() > skipped)
+    await until(lambda: metrics.SYNCS_SKIPPED._value.get() > skipped)
     assert len(fake.restores) == 1
     started = time.monotonic()
     for i in range(2, 12):
         proxier.update("ns/a", [sp("a", "10.96.0.1", *(f"10.0.0.{j}" for j in range(1, i)))])
         await asyncio.sleep(0.02)
-    await wait_for(lambda: "10.0.0.10:8080" in fake.restores[-1])
+    await until(lambda: "10.0.0.10:8080" in fake.restores[-1])
     elapsed = time.monotonic() - started
     # Ten changes over ~0.2 s: at most one restore per 0.3 s window.
     assert len(fake.restores) - 1 <= 1 + int(elapsed / 0.3) + 1, (len(fake.restores), elapsed)
@@ -125,13 +124,13 @@ async def test_removed_service_chains_are_deleted(syncer: Any) -> None:
     proxier = syncer(fake, min_sync_period=0.0, sync_period=60.0)
     proxier.update("ns/a", [sp("a", "10.96.0.1", "10.0.0.1")])
     proxier.update("ns/b", [sp("b", "10.96.0.2", "10.0.0.2")])
-    await wait_for(lambda: fake.restores and "10.96.0.2" in fake.restores[-1])
+    await until(lambda: fake.restores and "10.96.0.2" in fake.restores[-1])
     chain = service_chain("ns/b:http", "TCP")
     proxier.update("ns/b", [])
-    await wait_for(lambda: f"-X {chain}" in fake.restores[-1])
+    await until(lambda: f"-X {chain}" in fake.restores[-1])
     assert f"-A {chain}" not in fake.restores[-1]
     proxier.update("ns/a", [sp("a", "10.96.0.1", "10.0.0.3")])
-    await wait_for(lambda: "10.0.0.3" in fake.restores[-1])
+    await until(lambda: "10.0.0.3" in fake.restores[-1])
     assert f"-X {chain}" not in fake.restores[-1]  # deleted once, then forgotten
 
 
@@ -145,9 +144,9 @@ async def test_failed_restore_is_retried_and_full_resync_reapplies(syncer: Any) 
     await asyncio.sleep(0.3)
     assert not fake.restores and proxier.runner.runs >= 2
     fake.fail = False
-    await wait_for(lambda: fake.restores, within=3)
+    await until(lambda: fake.restores, timeout=3)
     saves = fake.saves
-    await wait_for(lambda: len(fake.restores) >= 3, within=3)  # periodic full syncs
+    await until(lambda: len(fake.restores) >= 3, timeout=3)  # periodic full syncs
     assert fake.restores[-1] == fake.restores[0] and fake.saves > saves
 
 

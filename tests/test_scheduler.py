@@ -14,7 +14,7 @@ import asyncio
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 from kubelite.client import Client
 from kubelite.errors import NotFoundError
 from kubelite.localcluster import ManagedProcess, free_port, python_module_argv, wait_healthy
+from kubelite.testing import eventually
 from tests.helpers import node
 
 FAST_LEASE = ("--leader-elect-lease-duration", "1.0", "--leader-elect-renew-deadline", "0.7",
@@ -110,19 +111,6 @@ def pod(name: str, namespace: str, *, cpu: str | None = None, memory: str | None
             "spec": {"containers": [container], **spec}}
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 10.0,
-                     what: str = "condition") -> Any:
-    """Polls check() until it returns something truthy; returns that."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def node_of(api: Client, namespace: str, name: str) -> str:
     got = await api.get("pods", name, namespace=namespace)
     return got["spec"].get("nodeName") or ""
@@ -134,7 +122,7 @@ async def wait_bound(api: Client, namespace: str, *names: str, within: float = 1
         nodes = {n: await node_of(api, namespace, n) for n in names}
         return nodes if all(nodes.values()) else None
 
-    return await eventually(check, within, f"pods {names} to be bound")
+    return await eventually(check, within, what=f"pods {names} to be bound")
 
 
 async def events_for(api: Client, namespace: str, pod_name: str, reason: str) -> list[dict]:
@@ -374,7 +362,7 @@ async def test_leader_failover_to_the_standby_scheduler(api, ns, start_scheduler
         holder = await lease_holder(api)
         return holder if holder == standby else ""
 
-    await eventually(new_leader, within=5, what="the standby to take the lease")
+    await eventually(new_leader, timeout=5, what="the standby to take the lease")
     assert time.monotonic() - killed < 1.0 + 2.0  # lease duration + margin
     await api.create("pods", pod("after", ns))
     await wait_bound(api, ns, "after", within=5)

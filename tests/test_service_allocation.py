@@ -102,18 +102,3 @@ async def test_no_duplicates_across_two_apiservers(apiserver_factory) -> None:
         with pytest.raises(Exception) as err:
             await a.create("services", service("one-too-many"))
         assert "no ClusterIPs left" in str(err.value)
-
-
-async def test_deleting_namespace_releases_its_ips(client: Client, namespace: str) -> None:
-    """Services removed with their namespace give their ClusterIPs back."""
-    svc = await client.create("services", service("gone", namespace, type_="NodePort"))
-    ip, port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
-    await client.delete("namespaces", namespace)
-    for _ in range(100):
-        if not (await client.list("namespaces", field_selector=f"metadata.name={namespace}")).items:
-            break
-        await asyncio.sleep(0.1)
-    reuse = await client.create("services", service(f"reuse-{port}", "default", type_="NodePort",
-                                                    cluster_ip=ip, node_port=port))
-    assert reuse["spec"]["clusterIP"] == ip
-    await client.delete("services", f"reuse-{port}", namespace="default")

@@ -12,6 +12,7 @@ import redis
 
 from kubelite.client import Client
 from kubelite.errors import ApiError, ExpiredError, UnavailableError
+from kubelite.testing import eventually
 
 from .helpers import configmap, pod
 
@@ -156,14 +157,9 @@ async def test_redis_outage_fails_fast_and_recovers(apiserver, redis_server) -> 
                 await call()
             assert time.monotonic() - t0 < 3.0
         redis_server.start()
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                await c.create("configmaps", configmap("after", "default"))
-                break
-            except UnavailableError:
-                assert time.monotonic() < deadline, "apiserver did not recover"
-                await asyncio.sleep(0.2)
+        await eventually(lambda: c.create("configmaps", configmap("after", "default")),
+                         timeout=15, interval=0.2, ignore=(UnavailableError,),
+                         what="the apiserver to recover")
         assert (await c.get("configmaps", "before", namespace="default"))["metadata"]["name"]
         for _ in range(100):
             if "after" in seen:
@@ -245,17 +241,15 @@ async def test_exactly_once_watch_across_apiserver_restart(apiserver, redis_serv
                 done += 1
 
         async def chaos() -> None:
-            while done < total // 2:
-                await asyncio.sleep(0.01)
+            await eventually(lambda: done >= total // 2, timeout=120, interval=0.01,
+                             what="half of the writes")
             await asyncio.to_thread(apiserver.restart, kill=True)
 
         await asyncio.gather(*(writer(w) for w in range(writers)), chaos())
         final = await c.list("configmaps", namespace=ns)
         final_rv = int(final.resource_version)
-        deadline = time.monotonic() + 30
-        while (not received or int(received[-1].resource_version) < final_rv):
-            assert time.monotonic() < deadline, "watcher did not catch up"
-            await asyncio.sleep(0.05)
+        await eventually(lambda: received and int(received[-1].resource_version) >= final_rv,
+                         timeout=30, interval=0.05, what="the watcher to catch up")
         watcher.cancel()
 
     revisions = [int(e.resource_version) for e in received]

@@ -365,6 +365,13 @@ def _hpa_min(obj: Obj, now: datetime) -> str:
     return str(_spec(obj).get("minReplicas", 1))
 
 
+def _pdb_field(key: str) -> Callable[[Obj, datetime], str]:
+    def cell(obj: Obj, now: datetime) -> str:
+        value = _spec(obj).get(key)
+        return "N/A" if value is None else str(value)
+    return cell
+
+
 COLUMNS: dict[str, tuple[Column, ...]] = {
     "Pod": (NAME, Column("READY", _pod_ready),
             Column("STATUS", lambda o, n: pod_status(o)),
@@ -400,6 +407,10 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
                                 Column("MINPODS", _hpa_min),
                                 Column("MAXPODS", _field("spec", "maxReplicas")),
                                 Column("REPLICAS", _status_count("currentReplicas")), AGE),
+    "PodDisruptionBudget": (NAME, Column("MIN AVAILABLE", _pdb_field("minAvailable")),
+                            Column("MAX UNAVAILABLE", _pdb_field("maxUnavailable")),
+                            Column("ALLOWED DISRUPTIONS", _status_count("disruptionsAllowed")),
+                            AGE),
 }
 GENERIC: tuple[Column, ...] = (NAME, AGE)
 

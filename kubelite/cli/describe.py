@@ -302,6 +302,22 @@ def describe_configmap(d: Description, cm: Obj) -> None:
         d.text("")
 
 
+def describe_pdb(d: Description, pdb: Obj) -> None:
+    spec, status = _spec(pdb), _status(pdb)
+    if spec.get("minAvailable") is not None:
+        d.add("Min available:", spec["minAvailable"])
+    if spec.get("maxUnavailable") is not None:
+        d.add("Max unavailable:", spec["maxUnavailable"])
+    selector = spec.get("selector")
+    d.add("Selector:", "<unset>" if selector is None else columns.format_selector(selector))
+    d.add("Status:")
+    d.add("Allowed disruptions:", status.get("disruptionsAllowed", 0), indent=1)
+    d.add("Current:", status.get("currentHealthy", 0), indent=1)
+    d.add("Desired:", status.get("desiredHealthy", 0), indent=1)
+    d.add("Total:", status.get("expectedPods", 0), indent=1)
+    describe_conditions(d, status.get("conditions"), ("Type", "Status", "Reason", "Message"))
+
+
 def describe_generic(d: Description, obj: Obj) -> None:
     for key in ("spec", "status"):
         if obj.get(key):
@@ -318,6 +334,7 @@ DESCRIBERS: dict[str, Describer] = {
     "Node": describe_node,
     "Namespace": describe_namespace,
     "ConfigMap": describe_configmap,
+    "PodDisruptionBudget": describe_pdb,
 }
 
 

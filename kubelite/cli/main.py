@@ -20,6 +20,7 @@ from kubelite.cli import (
     create,
     delete,
     describe,
+    drain,
     expose,
     get,
     info,
@@ -148,6 +149,7 @@ def build_parser() -> Parser:
                    metavar="FILE")
 
     add_workload_commands(commands, common)
+    drain.add_commands(commands, common, duration=duration)
 
     p = commands.add_parser("top", parents=common,
                             help="show cpu and memory use of nodes or pods")
@@ -317,6 +319,8 @@ async def dispatch(args: argparse.Namespace, session: Session) -> int:
                                      show_capacity=args.show_capacity)
         return await top.run(session, args.targets, top_options)
     code = await dispatch_workload(args, session)
+    if code is None:
+        code = await drain.dispatch(args, session)
     if code is not None:
         return code
     raise CliError(f'unknown command "{command}"')

@@ -17,6 +17,7 @@ from kubelite.api.v1 import api_pb2, api_pb2_grpc
 from kubelite.config import add_flag, setup_logging
 from kubelite.errors import UnavailableError
 from kubelite.resources import RESOURCES
+from kubelite.supervise import spawn
 
 from .allocators import ServiceAllocator
 from .metrics import track_storage
@@ -43,7 +44,6 @@ class Config:
     schema_version: str
     service_cluster_ip_range: str
     service_node_port_range: tuple[int, int]
-    event_ttl: float
     shutdown_grace: float
     log_level: str
 
@@ -67,11 +67,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
              help="CIDR ClusterIPs come from (loopback for the process runtime)")
     add_flag(p, "--service-node-port-range", default="30000-32767",
              help="range NodePorts come from")
-    add_flag(p, "--event-ttl", default=3600.0, help="seconds an Event is kept after it last "
-             "occurred")
+    add_flag(p, "--event-ttl", default="", type=str,
+             help="DEPRECATED, ignored: the controller manager's --event-ttl expires Events")
     add_flag(p, "--shutdown-grace", default=5.0, help="seconds to finish calls on SIGTERM")
     add_flag(p, "--log-level", default="info", help="debug, info, warning or error")
     a = p.parse_args(argv)
+    if a.event_ttl:
+        log.warning("--event-ttl is deprecated and ignored: Events now expire in the "
+                    "controller manager (its --event-ttl)")
     return Config(
         listen=a.listen, redis_url=a.redis_url, metrics_port=a.metrics_port,
         metrics_address=a.metrics_address, history=a.history,
@@ -80,7 +83,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         schema_version=resolve_schema_version(a.schema_version),
         service_cluster_ip_range=a.service_cluster_ip_range,
         service_node_port_range=_port_range(p, a.service_node_port_range),
-        event_ttl=a.event_ttl,
         shutdown_grace=a.shutdown_grace, log_level=a.log_level,
     )
 
@@ -99,7 +101,6 @@ async def _bootstrap(registry: Registry, health_servicer: health.aio.HealthServi
         try:
             await registry.storage.ping()
             await registry.ensure_initial_namespaces()
-            await registry.resume_namespace_finalizers()
             break
         except UnavailableError as err:
             log.warning("waiting for redis", extra={"kv": {"error": err.message}})
@@ -146,11 +147,11 @@ async def serve(config: Config) -> None:
     log.info("apiserver started", extra={"kv": {
         "listen": config.listen, "redis": config.redis_url, "schemas": config.schema_version,
         "metrics_port": config.metrics_port}})
-    bootstrap = asyncio.create_task(_bootstrap(registry, health_servicer))
-    expiry = asyncio.create_task(registry.expire_events(
-        config.event_ttl, every=min(60.0, max(config.event_ttl / 4, 0.1))))
-    storage_metrics = asyncio.create_task(track_storage(
-        storage, cache, [info.plural for info in RESOURCES]))
+    # One-shot, and it retries Redis itself; a bug in it must still not pass silently.
+    bootstrap = spawn("apiserver-bootstrap", lambda: _bootstrap(registry, health_servicer),
+                      logger=log)
+    storage_metrics = spawn("apiserver-storage-metrics", lambda: track_storage(
+        storage, cache, [info.plural for info in RESOURCES]), logger=log)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -160,11 +161,9 @@ async def serve(config: Config) -> None:
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     bootstrap.cancel()
-    expiry.cancel()
     storage_metrics.cancel()
     await cache.stop()
     await server.stop(config.shutdown_grace)
-    await registry.stop()
     await storage.close()
 
 

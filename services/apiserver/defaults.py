@@ -1,7 +1,8 @@
-"""Server-side defaults, as Kubernetes' defaulting functions set them.
+"""Server-side defaults of a pod spec, as Kubernetes' defaulting functions set them.
 
-Each function fills in missing fields of an object in place; none overrides a
-value the user gave.
+Every kind that carries a pod spec (a Pod, or a workload's template) defaults it
+here; each kind's other defaults live in its strategy (strategies/). Each
+function fills in missing fields in place; none overrides a value the user gave.
 """
 
 from __future__ import annotations
@@ -74,83 +75,3 @@ def qos_class(spec: dict[str, Any]) -> str:
     if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
-
-
-def pod(obj: dict[str, Any]) -> None:
-    pod_spec(obj.setdefault("spec", {}))
-
-
-def _template(spec: dict[str, Any]) -> None:
-    template = spec.setdefault("template", {})
-    pod_spec(template.setdefault("spec", {}))
-
-
-def replica_set(obj: dict[str, Any]) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("replicas", 1)
-    _template(spec)
-
-
-def deployment(obj: dict[str, Any]) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("replicas", 1)
-    strategy = spec.setdefault("strategy", {})
-    strategy.setdefault("type", "RollingUpdate")
-    if strategy["type"] == "RollingUpdate":
-        rolling = strategy.setdefault("rollingUpdate", {})
-        rolling.setdefault("maxUnavailable", "25%")
-        rolling.setdefault("maxSurge", "25%")
-    spec.setdefault("revisionHistoryLimit", 10)
-    spec.setdefault("progressDeadlineSeconds", 600)
-    _template(spec)
-
-
-def service(obj: dict[str, Any]) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("type", "ClusterIP")
-    spec.setdefault("sessionAffinity", "None")
-    if spec["type"] in ("ClusterIP", "NodePort", "LoadBalancer"):
-        spec.setdefault("internalTrafficPolicy", "Cluster")
-    for port in spec.get("ports") or []:
-        port.setdefault("protocol", "TCP")
-        port.setdefault("targetPort", port.get("port"))
-    if spec.get("sessionAffinity") == "ClientIP":
-        config = spec.setdefault("sessionAffinityConfig", {}).setdefault("clientIP", {})
-        config.setdefault("timeoutSeconds", 10800)
-
-
-def endpoints(obj: dict[str, Any]) -> None:
-    for subset in obj.get("subsets") or []:
-        for port in subset.get("ports") or []:
-            port.setdefault("protocol", "TCP")
-
-
-def namespace(obj: dict[str, Any]) -> None:
-    name = obj["metadata"]["name"]
-    obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
-    obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-
-
-def hpa(obj: dict[str, Any]) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("minReplicas", 1)
-    if not spec.get("metrics"):
-        spec["metrics"] = [{"type": "Resource", "resource": {
-            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
-
-
-BY_KIND = {
-    "Pod": pod,
-    "ReplicaSet": replica_set,
-    "Deployment": deployment,
-    "Service": service,
-    "Endpoints": endpoints,
-    "Namespace": namespace,
-    "HorizontalPodAutoscaler": hpa,
-}
-
-
-def apply(kind: str, obj: dict[str, Any]) -> None:
-    fn = BY_KIND.get(kind)
-    if fn:
-        fn(obj)

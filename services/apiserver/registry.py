@@ -8,7 +8,6 @@ atomic compare-and-swap; this layer decides what to swap in.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -32,19 +31,14 @@ from kubelite.errors import (
     clip,
 )
 from kubelite.objects import merge_patch, now_rfc3339
-from kubelite.resources import RESOURCES, ResourceInfo, lookup
+from kubelite.resources import ResourceInfo, lookup
 
-from . import defaults
+from . import strategies
 from .allocators import CLUSTER_IP, Claim, ServiceAllocator
 from .decode import drop_nulls, loads_object
 from .storage import RV_PLACEHOLDER, AllocationConflict, Storage, split_serialized
-from .validation import (
-    check_object,
-    check_request_name,
-    show,
-    unimplemented_fields,
-    validate_schema,
-)
+from .strategies import Strategy
+from .validation import check_request_name, show, validate_schema
 
 log = logging.getLogger("kubelite.apiserver.registry")
 
@@ -58,7 +52,6 @@ _SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
                 "generation", "resourceVersion", "name", "namespace", "selfLink")
 _META_ORDER = ("name", "generateName", "namespace", "uid", "resourceVersion")
 _CONFLICT_RETRIES = 20
-_EMPTY_STATUS = {"ReplicaSet": {"replicas": 0}, "HorizontalPodAutoscaler": {"desiredReplicas": 0}}
 
 
 @dataclass
@@ -136,15 +129,16 @@ def decode_continue(token: str) -> tuple[int, str]:
 
 class Registry:
     def __init__(self, storage: Storage, *, schema_version: str,
-                 services: ServiceAllocator | None = None,
-                 namespace_poll: float = 0.5) -> None:
+                 services: ServiceAllocator | None = None) -> None:
         self.storage = storage
         self.services = services or ServiceAllocator("127.96.0.0/16", (30000, 32767))
         self.schema_version = schema_version
-        self.namespace_poll = namespace_poll
-        self._finalizers: dict[str, asyncio.Task] = {}
+        self.strategies = strategies.build(allocator=self.services)
 
     # -- helpers ---------------------------------------------------------------
+
+    def strategy(self, info: ResourceInfo) -> Strategy:
+        return self.strategies[info.kind]
 
     def _namespace(self, info: ResourceInfo, requested: str, obj: dict[str, Any] | None) -> str:
         if not info.namespaced:
@@ -220,15 +214,15 @@ class Registry:
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
-        if _content(obj) and info.kind not in ("ConfigMap", "Event", "Endpoints"):
+        strategy = self.strategy(info)
+        if _content(obj) and strategy.tracks_generation:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        self._initial_status(info, obj)
-        defaults.apply(info.kind, obj)
-        check_object(info, obj)
-        warnings = unimplemented_fields(info, obj)
-        claims = self.services.plan_create(obj) if info.kind == "Service" else []
+        strategy.prepare_for_create(obj)
+        strategy.validate(obj)
+        warnings = strategy.warnings(obj)
+        claims = strategy.claims_for_create(obj)
         raw = await self._commit_claiming(
             "create", info, ns, obj, claims, [], event_type="ADDED",
             check_namespace=ns if info.namespaced else "")
@@ -260,25 +254,12 @@ class Registry:
     async def _commit_delete(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                              expected_rv: str = "") -> bytes:
         """Removes an object for good, giving back what it held (ClusterIP, NodePorts)."""
-        releases = self.services.releases_for(old) if info.kind == "Service" else []
+        releases = self.strategy(info).releases_for_delete(old)
         parts = split_serialized(_ordered(info, old))
         _, raw = await self.storage.commit("delete", info.plural, ns, old["metadata"]["name"],
                                            parts, expected_rv=expected_rv,
                                            event_type="DELETED", releases=releases)
         return raw
-
-    @staticmethod
-    def _initial_status(info: ResourceInfo, obj: dict[str, Any]) -> None:
-        if info.kind == "Pod":
-            obj["status"] = {"phase": "Pending",
-                             "qosClass": defaults.qos_class(obj.get("spec") or {})}
-        elif info.kind == "Namespace":
-            obj["status"] = {"phase": "Active"}
-        elif info.kind == "Node":
-            pass  # a kubelet registers its node with its status, as Kubernetes allows
-        elif info.has_status:
-            # What Kubernetes' typed structs serialize when empty: schema-valid.
-            obj["status"] = dict(_EMPTY_STATUS.get(info.kind, {}))
 
     # -- read ------------------------------------------------------------------
 
@@ -348,15 +329,12 @@ class Registry:
             raise ConflictError(f"Precondition failed: UID in object meta: {meta['uid']}, "
                                 f"stored UID: {old_meta.get('uid')}")
         if status:
-            new = json.loads(json.dumps(old))
-            # What a typed status serializes when fields are left out (replicas: 0).
-            new["status"] = {**_EMPTY_STATUS.get(info.kind, {}), **(obj.get("status") or {})}
+            new = self.strategy(info).prepare_for_status_update(old, obj)
         else:
             new = self._merge_for_update(info, old, obj)
         return await self._write_update(info, ns, old, new)
 
-    @staticmethod
-    def _merge_for_update(info: ResourceInfo, old: dict[str, Any],
+    def _merge_for_update(self, info: ResourceInfo, old: dict[str, Any],
                           obj: dict[str, Any]) -> dict[str, Any]:
         new = json.loads(json.dumps(obj))
         meta = new.setdefault("metadata", {})
@@ -365,26 +343,21 @@ class Registry:
                 meta[key] = old["metadata"][key]
             else:
                 meta.pop(key, None)
-        if info.has_status:
-            if "status" in old:
-                new["status"] = old["status"]
-            else:
-                new.pop("status", None)
-        defaults.apply(info.kind, new)
-        check_immutable(info, old, new)
+        strategy = self.strategy(info)
+        strategy.prepare_for_update(old, new)
+        strategy.validate_update(old, new)
         return new
 
     async def _write_update(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                             new: dict[str, Any]) -> Result:
         meta = new["metadata"]
-        if (old["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
-                and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")):
+        strategy = self.strategy(info)
+        if strategy.finalized(old, new):
             # The last finalizer is gone: the deletion the object waited for happens now.
+            if strategy.terminates:
+                return await self._finalize_namespace(info, old)
             return Result(await self._commit_delete(info, ns, old, _rv(old)))
-        claims: list[Claim] = []
-        releases: list[tuple[str, str]] = []
-        if info.kind == "Service":
-            claims, releases = self.services.plan_update(old, new)
+        claims, releases = strategy.claims_for_update(old, new)
         new_meta_cmp = dict(meta, resourceVersion=_rv(old))
         if dict(new, metadata=new_meta_cmp) == old:
             return Result(json.dumps(old, separators=(",", ":")).encode())
@@ -392,8 +365,8 @@ class Registry:
             meta["generation"] = int(old["metadata"]["generation"]) + 1
         # The object as it will be stored, not only the request, must be valid.
         validate_schema(info, new, self.schema_version)
-        check_object(info, new)
-        warnings = unimplemented_fields(info, new)
+        strategy.validate(new)
+        warnings = strategy.warnings(new)
         raw = await self._commit_claiming(
             "update", info, ns, new, claims, releases, expected_rv=_rv(old),
             event_type="MODIFIED", prev=json.dumps(selector_view(old)).encode())
@@ -453,23 +426,12 @@ class Registry:
                     f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
                     f"ResourceVersion in object meta: {_rv(old)}")
             try:
-                if info.kind == "Namespace":
+                if self.strategy(info).terminates:
                     return await self._delete_namespace(info, old)
                 return await self._delete_once(info, ns, old, grace, propagation)
             except ConflictError:
                 continue
         raise ConflictError(f'too many conflicts deleting {info.qualified_plural} "{name}"')
-
-    @staticmethod
-    def _grace_period(info: ResourceInfo, old: dict[str, Any], grace: int | None) -> int:
-        if info.kind != "Pod":
-            return 0
-        spec, status = old.get("spec") or {}, old.get("status") or {}
-        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
-            return 0  # no kubelet has to stop anything
-        if grace is None:
-            grace = int(spec.get("terminationGracePeriodSeconds", 30))
-        return min(grace, MAX_GRACE_SECONDS)  # objects stored before the bound existed
 
     async def _delete_once(self, info: ResourceInfo, ns: str, old: dict[str, Any],
                            grace: int | None, propagation: str) -> Result:
@@ -479,7 +441,8 @@ class Registry:
         wanted = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
         if wanted and wanted not in finalizers and not meta.get("deletionTimestamp"):
             finalizers.append(wanted)
-        period = self._grace_period(info, old, grace)
+        # Clamped: an object stored before the bound existed may ask for more.
+        period = min(self.strategy(info).grace_period(old, grace), MAX_GRACE_SECONDS)
         now = datetime.now(UTC)
         if period > 0:
             current = meta.get("deletionGracePeriodSeconds")
@@ -553,92 +516,34 @@ class Registry:
                     pass  # another replica won the race
 
     async def _delete_namespace(self, info: ResourceInfo, old: dict[str, Any]) -> Result:
+        """Marks a namespace Terminating; the namespace controller empties it.
+
+        As Kubernetes' namespace registry: the namespace gets deletionTimestamp
+        and phase Terminating and is marked in storage so that creates in it
+        fail. The controller manager's namespace controller deletes what it
+        holds and then removes the "kubernetes" entry of spec.finalizers, and
+        the update that leaves no finalizer deletes the namespace for good
+        (see _finalize_namespace). A namespace with no finalizers at all goes at once.
+        """
         name = old["metadata"]["name"]
         if name in PROTECTED_NAMESPACES:
             raise PreconditionFailedError(f'namespace "{name}" is protected and may not be '
                                           "deleted")
         await self.storage.mark_terminating(name)
-        result = Result(json.dumps(old, separators=(",", ":")).encode())
-        if not old["metadata"].get("deletionTimestamp"):
-            new = json.loads(json.dumps(old))
-            new["metadata"]["deletionTimestamp"] = now_rfc3339()
-            new["status"] = {"phase": "Terminating"}
-            result = await self._write_update(info, "", old, new)
-        self.finalize_namespace(name)
-        return result
+        if old["metadata"].get("deletionTimestamp"):
+            return Result(json.dumps(old, separators=(",", ":")).encode())
+        new = json.loads(json.dumps(old))
+        new["metadata"]["deletionTimestamp"] = now_rfc3339()
+        new["status"] = {**(old.get("status") or {}), "phase": "Terminating"}
+        return await self._write_update(info, "", old, new)
 
-    def finalize_namespace(self, name: str) -> None:
-        """Starts (once) the task that empties a terminating namespace, then removes it."""
-        task = self._finalizers.get(name)
-        if task is None or task.done():
-            self._finalizers[name] = asyncio.create_task(self._empty_namespace(name),
-                                                         name=f"namespace-finalizer-{name}")
-
-    async def resume_namespace_finalizers(self) -> None:
-        for name in await self.storage.terminating_namespaces():
-            self.finalize_namespace(name)
-
-    async def _empty_namespace(self, name: str) -> None:
-        ns_info = lookup("namespaces")
-        while True:
-            try:
-                remaining = 0
-                for info in RESOURCES:
-                    if not info.namespaced:
-                        continue
-                    _, pairs = await self.storage.list(info.plural, name)
-                    for _, raw in pairs:
-                        remaining += 1
-                        obj = json.loads(raw)
-                        if obj["metadata"].get("deletionTimestamp") and info.kind != "Pod":
-                            continue
-                        try:
-                            await self.delete(info, name, obj["metadata"]["name"])
-                        except NotFoundError:
-                            pass
-                if remaining == 0:
-                    raw = await self.storage.get(ns_info.plural, "", name)
-                    if raw is not None:
-                        await self._commit_delete(ns_info, "", json.loads(raw))
-                    await self.storage.unmark_terminating(name)
-                    log.info("namespace deleted", extra={"kv": {"namespace": name}})
-                    return
-            except (UnavailableError, ConflictError) as err:
-                log.warning("namespace finalizer retrying",
-                            extra={"kv": {"namespace": name, "error": str(err)}})
-            await asyncio.sleep(self.namespace_poll)
-
-    async def expire_events(self, ttl: float, *, every: float) -> None:
-        """Deletes Events whose last occurrence is older than ttl (Kubernetes: 1 h),
-        as etcd leases expire them there. Runs until cancelled."""
-        info = lookup("events")
-        while True:
-            await asyncio.sleep(every)
-            try:
-                cutoff = datetime.now(UTC) - timedelta(seconds=ttl)
-                _, pairs = await self.storage.list(info.plural, "")
-                for _, raw in pairs:
-                    event = json.loads(raw)
-                    meta = event["metadata"]
-                    stamp = (event.get("lastTimestamp") or event.get("eventTime")
-                             or meta.get("creationTimestamp"))
-                    try:
-                        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-                    except ValueError:
-                        continue
-                    if when < cutoff:
-                        try:
-                            await self.delete(info, meta["namespace"], meta["name"],
-                                              resource_version=_rv(event))
-                        except (NotFoundError, PreconditionFailedError):
-                            pass  # gone, or repeated since we looked
-            except UnavailableError as err:
-                log.warning("event expiry skipped", extra={"kv": {"error": err.message}})
-
-    async def stop(self) -> None:
-        for task in self._finalizers.values():
-            task.cancel()
-        await asyncio.gather(*self._finalizers.values(), return_exceptions=True)
+    async def _finalize_namespace(self, info: ResourceInfo, old: dict[str, Any]) -> Result:
+        """Deletes a namespace whose last finalizer is gone, and lets its name be reused."""
+        name = old["metadata"]["name"]
+        raw = await self._commit_delete(info, "", old, _rv(old))
+        await self.storage.unmark_terminating(name)
+        log.info("namespace deleted", extra={"kv": {"namespace": name}})
+        return Result(raw)
 
 
 def node_endpoint(node: dict[str, Any]) -> str:
@@ -657,7 +562,7 @@ def compile_filter(label_selector: str, field_selector: str):
     """One predicate for both selectors, or None when neither selects anything."""
     try:
         labels = selectors.parse_label_selector(label_selector) if label_selector else None
-    except InvalidError as err:
+    except InvalidError as err:  # a malformed request, not an invalid object: a 400
         raise BadRequestError(f"unable to parse requirement: {clip(err.message, 200)}",
                               field="labelSelector") from None
     try:
@@ -673,29 +578,3 @@ def compile_filter(label_selector: str, field_selector: str):
         return fields is None or fields.matches(obj)
 
     return matches
-
-
-def check_immutable(info: ResourceInfo, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Rejects updates to fields Kubernetes makes immutable."""
-    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
-    if info.kind in ("Deployment", "ReplicaSet"):
-        if old_spec.get("selector") != new_spec.get("selector"):
-            raise InvalidError(f'{info.kind} "{old["metadata"]["name"]}" is invalid: '
-                               "spec.selector: Invalid value: field is immutable")
-    if info.kind == "Pod":
-        def mutable_view(spec: dict[str, Any]) -> dict[str, Any]:
-            view = json.loads(json.dumps(spec))
-            for c in view.get("containers") or []:
-                c.pop("image", None)
-            for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
-                view.pop(key, None)
-            if not old_spec.get("nodeName"):
-                view.pop("nodeName", None)
-            return view
-
-        if mutable_view(old_spec) != mutable_view(new_spec):
-            raise InvalidError(
-                f'Pod "{old["metadata"]["name"]}" is invalid: spec: Forbidden: pod updates may '
-                "not change fields other than `spec.containers[*].image`, "
-                "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
-                "tolerations) or `spec.terminationGracePeriodSeconds`")

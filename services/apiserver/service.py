@@ -29,6 +29,7 @@ from kubelite.errors import (
 )
 from kubelite.resources import ResourceInfo, lookup
 
+from .eviction import Evictor
 from .metrics import REQUEST_DURATION, REQUESTS
 from .metricsapi import ResourceMetrics
 from .registry import Registry, Result, compile_filter
@@ -220,6 +221,16 @@ class ApiService(api_pb2_grpc.ApiServicer):
             require_name(request.node_name, "target.name")
         return _result(await self.registry.bind(request.namespace, request.name,
                                                 request.node_name, request.uid))
+
+    @unary("evict")
+    async def Evict(self, request, context):
+        _names(request)
+        grace = (request.grace_period_seconds if request.HasField("grace_period_seconds")
+                 else None)
+        return _result(await Evictor(self.registry).evict(
+            request.namespace, request.name, uid=request.preconditions.uid,
+            resource_version=request.preconditions.resource_version, grace=grace,
+            dry_run=request.dry_run))
 
     @unary("metrics")
     async def Metrics(self, request, context):

@@ -47,6 +47,16 @@ from kubelite.errors import (
 
 T = TypeVar("T")
 
+# Error codes (the first word of a Redis error reply) of a server that will answer
+# again: a script still running, a dataset loading, a replica or a failover.
+_TRANSIENT_REDIS_CODES = frozenset({"BUSY", "LOADING", "READONLY", "MASTERDOWN", "NOREPLICAS",
+                                    "TRYAGAIN", "CLUSTERDOWN"})
+
+
+def redis_error_code(err: ResponseError) -> str:
+    """The error code of a Redis error reply, as the protocol puts it first."""
+    return str(err).split(" ", 1)[0]
+
 # The placeholder is the first string in the serialized object after apiVersion
 # and kind (both validated against the resource table), so the first match is ours.
 RV_PLACEHOLDER = "\x00rv\x00"
@@ -221,7 +231,7 @@ class Storage:
         except TimeoutError:
             raise UnavailableError("storage is unavailable: redis did not answer in time") from None
         except ResponseError as err:
-            if "BUSY" in str(err) or "LOADING" in str(err) or "READONLY" in str(err):
+            if redis_error_code(err) in _TRANSIENT_REDIS_CODES:
                 raise UnavailableError(f"storage is unavailable: {err}") from None
             raise
         except (RedisError, OSError) as err:

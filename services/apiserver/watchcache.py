@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubelite.errors import ExpiredError, UnavailableError
+from kubelite.supervise import spawn
 
 from .metrics import REGISTERED_WATCHERS, WATCH_CACHE_REVISION, WATCH_EVENTS
 from .storage import Storage, StoredEvent
@@ -117,7 +118,8 @@ class WatchCache:
         self.reads = 0  # XREAD calls made, for tests and metrics
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="watchcache-reader")
+        # Supervised: a reader that died would freeze every watch of this replica.
+        self._task = spawn("watchcache-reader", self._run, logger=log)
 
     async def stop(self) -> None:
         if self._task:

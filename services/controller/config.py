@@ -27,7 +27,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
-                     "nodelifecycle", "horizontalpodautoscaling")
+                     "nodelifecycle", "horizontalpodautoscaling", "disruption", "namespace",
+                     "eventexpiry")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Config:
     hpa_tolerance: float = 0.1
     hpa_cpu_initialization_period: float = 300.0
     hpa_initial_readiness_delay: float = 30.0
+    event_ttl: float = 3600.0
+    disruption_deletion_timeout: float = 120.0
 
 
 def select_controllers(spec: str) -> tuple[str, ...]:
@@ -127,12 +130,20 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--horizontal-pod-autoscaler-initial-readiness-delay", default="30s",
              type=duration, help="after a pod starts, readiness changes within this delay "
                                  "count as still starting")
+    add_flag(p, "--event-ttl", default="1h", type=duration,
+             help="how long an Event is kept after it last occurred (a duration: 1h, 30m; "
+                  "or seconds), by the eventexpiry controller")
+    add_flag(p, "--disruption-deletion-timeout", default="2m", type=duration,
+             help="how long an eviction the apiserver approved may take to show as a "
+                  "deletion before its budget counts the pod as healthy again")
     args = p.parse_args(argv)
     try:
         controllers = select_controllers(args.controllers)
         resources = gc_resources(args.gc_resources)
     except ValueError as err:
         p.error(str(err))
+    if args.event_ttl <= 0:
+        p.error("--event-ttl must be positive")
     if args.concurrent_syncs < 1 or args.concurrent_gc_syncs < 1:
         p.error("--concurrent-syncs and --concurrent-gc-syncs must be at least 1")
     return Config(
@@ -150,6 +161,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         hpa_tolerance=args.horizontal_pod_autoscaler_tolerance,
         hpa_cpu_initialization_period=args.horizontal_pod_autoscaler_cpu_initialization_period,
         hpa_initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
+        event_ttl=args.event_ttl,
+        disruption_deletion_timeout=args.disruption_deletion_timeout,
     )
 
 

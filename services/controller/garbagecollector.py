@@ -42,6 +42,7 @@ from typing import Any
 
 from kubelite.client import Client
 from kubelite.errors import ConflictError, InvalidError, NotFoundError, PreconditionFailedError
+from kubelite.events import EventRecorder
 from kubelite.informer import Informer
 from kubelite.resources import for_kind
 
@@ -121,6 +122,7 @@ class GarbageCollector(Controller[Item]):
             self.by_resource[resource] = informer
         super().__init__(informers=list(self.by_resource.values()))
         self.client = client
+        self.recorder = EventRecorder(client, component="garbage-collector-controller")
         self._absent: OrderedDict[str, None] = OrderedDict()
         for resource, informer in self.by_resource.items():
             informer.add_handler(
@@ -128,6 +130,11 @@ class GarbageCollector(Controller[Item]):
                 on_update=lambda old, cur, r=resource: self._observe(r, old, cur),
                 on_delete=lambda obj, r=resource: self._on_delete(r, obj),
             )
+
+    def object_for(self, key: Item) -> Obj | None:
+        informer = self.by_resource.get(key.resource)
+        obj = informer.get(key.key) if informer is not None else None
+        return obj if obj is not None and _meta(obj).get("uid") == key.uid else None
 
     # -- handlers ---------------------------------------------------------------
 

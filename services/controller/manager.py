@@ -14,14 +14,18 @@ from collections.abc import Callable
 
 from kubelite.client import Client
 from kubelite.events import EventRecorder
+from kubelite.supervise import spawn
 
 from .base import Controller, cancel_and_wait
 from .config import Config
 from .deployment import DeploymentController
+from .disruption import DisruptionController
 from .endpoints import EndpointsController
+from .eventexpiry import EventExpiryController
 from .garbagecollector import GarbageCollector
 from .hpa import HorizontalPodAutoscalerController, Readiness
 from .informers import InformerFactory
+from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
 
@@ -44,6 +48,11 @@ BUILDERS: dict[str, Builder] = {
         tolerance=config.hpa_tolerance,
         readiness=Readiness(config.hpa_cpu_initialization_period,
                             config.hpa_initial_readiness_delay)),
+    "namespace": lambda client, factory, config: NamespaceController(client, factory),
+    "eventexpiry": lambda client, factory, config: EventExpiryController(
+        client, factory, ttl=config.event_ttl),
+    "disruption": lambda client, factory, config: DisruptionController(
+        client, factory, deletion_timeout=config.disruption_deletion_timeout),
 }
 
 
@@ -59,13 +68,14 @@ async def run_controllers(client: Client, config: Config) -> None:
     factory.start()
     log.info("controllers starting", extra={"kv": {
         "controllers": ",".join(controllers), "informers": ",".join(factory.informers)}})
-    tasks = [asyncio.create_task(c.run(workers_for(name, config)), name=f"controller-{name}")
+    # Each controller is supervised on its own: one that raises is logged,
+    # counted (kubelite_background_task_failures_total{task="controller-NAME"})
+    # and restarted with backoff on the same queue, while the others go on.
+    workers = {name: workers_for(name, config) for name in controllers}
+    tasks = [spawn(f"controller-{name}", lambda c=c, n=workers[name]: c.run(n), logger=log)
              for name, c in controllers.items()]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        await asyncio.gather(*tasks)
     finally:
         for controller in controllers.values():
             controller.shut_down()

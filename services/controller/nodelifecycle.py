@@ -29,6 +29,7 @@ from kubelite.client import Client
 from kubelite.errors import ConflictError, NotFoundError
 from kubelite.events import NORMAL, EventRecorder
 from kubelite.objects import now_rfc3339
+from kubelite.supervise import spawn
 
 from .base import Controller
 from .informers import InformerFactory
@@ -92,7 +93,7 @@ class NodeLifecycleController(Controller[str]):
             self.queue.add(meta.get("name", ""))
 
     async def run(self, workers: int) -> None:
-        monitor = asyncio.create_task(self._monitor(), name="nodelifecycle-monitor")
+        monitor = spawn("nodelifecycle-monitor", self._monitor, logger=self.log)
         try:
             await super().run(workers)
         finally:

@@ -24,6 +24,7 @@ from kubelite.client import Client
 from kubelite.errors import ApiError
 from kubelite.events import WARNING, EventRecorder
 from kubelite.informer import Informer, index_by_namespace
+from kubelite.supervise import spawn
 from kubelite.workqueue import QueueShutDown, RateLimiter, WorkQueue
 from services.kubelet.backoff import CrashLoopBackoff
 from services.kubelet.config import KubeletConfig
@@ -137,15 +138,16 @@ class Kubelet:
                               on_delete=self._enqueue)
         self.pods.start()
         self.services.start()
-        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(self.node.run(), name="node")]
+        # Supervised: a loop that raised would leave the node silently half-dead.
+        tasks: list[asyncio.Task[Any]] = [spawn("kubelet-node", self.node.run, logger=log)]
         try:
             await self.pods.wait_synced()
             await self.services.wait_synced()
             log.info("kubelet synced", extra={"kv": {"node": self.config.node_name,
                                                      "pods": len(self.pods.list())}})
-            tasks.append(asyncio.create_task(self.pleg.run(), name="pleg"))
-            tasks.append(asyncio.create_task(self.stats.run(), name="stats"))
-            tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
+            tasks.append(spawn("kubelet-pleg", self.pleg.run, logger=log))
+            tasks.append(spawn("kubelet-stats", self.stats.run, logger=log))
+            tasks.append(spawn("kubelet-dispatch", self._dispatch, logger=log))
             self.ready.set()
             await asyncio.gather(*tasks)
         finally:

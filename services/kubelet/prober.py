@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kubelite.supervise import spawn
 from services.kubelet import metrics
 from services.kubelet.runtime import Container, Runtime
 
@@ -201,8 +202,8 @@ class _Worker:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.task = asyncio.create_task(
-            self._run(), name=f"probe-{self.probe_type}-{self.container.name}")
+        # One metric label per probe type: container names would be unbounded.
+        self.task = spawn(f"kubelet-prober-{self.probe_type.value}", self._run, logger=log)
 
     async def _run(self) -> None:
         probe = self.probe

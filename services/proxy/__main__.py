@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shlex
 import socket
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from kubelite.client import Client
 from kubelite.component import CommonConfig, add_common_flags, common_config, run_component
 from kubelite.config import add_flag, setup_logging
 from kubelite.events import NORMAL, WARNING, EventRecorder
+from kubelite.supervise import supervise
 
 from .balancer import MODES, ROUND_ROBIN
 from .iptables import Iptables, IptablesProxier
@@ -24,6 +26,8 @@ from .rules import RenderOptions
 from .tracker import ServiceTracker
 from .userspace import UserspaceProxier
 from .vips import VipManager
+
+log = logging.getLogger("kubelite.proxy")
 
 USERSPACE = "userspace"
 IPTABLES = "iptables"
@@ -130,7 +134,8 @@ async def run(config: Config) -> None:
                    f"Starting kubelite-proxy ({config.mode} mode).")
     try:
         await tracker.start()
-        await proxier.run()
+        # Supervised: a sync loop that raised would leave stale rules in place.
+        await supervise("proxy-sync", proxier.run, logger=log)
     finally:
         await tracker.stop()
         await recorder.stop()

@@ -32,6 +32,7 @@ from kubelite.errors import ApiError, ConflictError, NotFoundError, Precondition
 from kubelite.events import NORMAL, WARNING, EventRecorder
 from kubelite.informer import Informer
 from kubelite.objects import now_rfc3339
+from kubelite.supervise import spawn
 
 from . import metrics
 from .cache import SchedulerCache
@@ -102,7 +103,7 @@ class Scheduler:
         self.nodes.start()
         await self.pods.wait_synced()
         await self.nodes.wait_synced()
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="scheduler-housekeeping")
+        self._housekeeping = spawn("scheduler-housekeeping", self._housekeep, logger=log)
         log.info("scheduler caches synced", extra={"kv": {
             "nodes": self.cache.num_nodes, "pods": self.cache.num_pods,
             "pending": len(self.queue)}})
@@ -225,8 +226,10 @@ class Scheduler:
                         "deletionTimestamp")):
                 self.queue.done(pod.uid)  # bound elsewhere or being deleted meanwhile
                 return
+            # A permanent error (the binding is invalid, the namespace terminating)
+            # fails again on retry: the pod waits, unschedulable, for a change.
             self._failed(qpi, f"Binding rejected: {err}", started,
-                         reason=REASON_SCHEDULER_ERROR)
+                         reason=REASON_SCHEDULER_ERROR, retry=err.retryable)
             return
         self.cache.finish_binding(pod.uid)
         self.queue.done(pod.uid)
@@ -241,12 +244,13 @@ class Scheduler:
                                             "attempts": qpi.attempts,
                                             "ms": round(elapsed * 1000, 1)}})
 
-    def _failed(self, qpi: QueuedPodInfo, message: str, started: float, *, reason: str) -> None:
+    def _failed(self, qpi: QueuedPodInfo, message: str, started: float, *, reason: str,
+                retry: bool = True) -> None:
         error = reason != REASON_UNSCHEDULABLE
         result = metrics.ERROR if error else metrics.UNSCHEDULABLE
         metrics.SCHEDULE_ATTEMPTS.labels(result).inc()
         metrics.ATTEMPT_DURATION.labels(result).observe(time.monotonic() - started)
-        place = self.queue.add_unschedulable(qpi, error=error)
+        place = self.queue.add_unschedulable(qpi, error=error and retry)
         log.info("pod not scheduled", extra={"kv": {
             "pod": qpi.pod.key, "reason": reason, "message": message,
             "attempts": qpi.attempts, "queue": place or "dropped"}})

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kubelite/api/v1/api.proto\x12\x0fkubelite.api.v1\"D\n\rCreateRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06object\x18\x03 \x01(\x0c\"?\n\nGetRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x89\x01\n\x0bListRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x06 \x01(\t\"r\n\x0cListResponse\x12\r\n\x05items\x18\x01 \x03(\x0c\x12\x18\n\x10resource_version\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontinue_token\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\"D\n\rUpdateRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06object\x18\x03 \x01(\x0c\"P\n\x0cPatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05patch\x18\x04 \x01(\x0c\"6\n\rPreconditions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd1\x01\n\rDeleteRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x35\n\rpreconditions\x18\x04 \x01(\x0b\x32\x1e.kubelite.api.v1.Preconditions\x12!\n\x14grace_period_seconds\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\tB\x17\n\x15_grace_period_seconds\"2\n\x0eObjectResponse\x12\x0e\n\x06object\x18\x01 \x01(\x0c\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x96\x01\n\x0cWatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"*\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\x0c\"N\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\"\x9f\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x10\n\x08previous\x18\x05 \x01(\x08\x12\x17\n\ntail_lines\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x07 \x01(\x08\x42\r\n\x0b_tail_lines\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"[\n\x0eMetricsRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\" \n\x0fMetricsResponse\x12\r\n\x05items\x18\x01 \x03(\x0c\"\x0e\n\x0cStatsRequest\" \n\rStatsResponse\x12\x0f\n\x07summary\x18\x01 \x01(\x0c\"\x82\x01\n\x06Status\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12,\n\x06\x63\x61uses\x18\x04 \x03(\x0b\x32\x1c.kubelite.api.v1.StatusCause\x12\x1b\n\x13retry_after_seconds\x18\x05 \x01(\x05\"=\n\x0bStatusCause\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t2\xa9\x06\n\x03\x41pi\x12I\n\x06\x43reate\x12\x1e.kubelite.api.v1.CreateRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12\x43\n\x03Get\x12\x1b.kubelite.api.v1.GetRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12\x43\n\x04List\x12\x1c.kubelite.api.v1.ListRequest\x1a\x1d.kubelite.api.v1.ListResponse\x12I\n\x06Update\x12\x1e.kubelite.api.v1.UpdateRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12O\n\x0cUpdateStatus\x12\x1e.kubelite.api.v1.UpdateRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12G\n\x05Patch\x12\x1d.kubelite.api.v1.PatchRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12I\n\x06\x44\x65lete\x12\x1e.kubelite.api.v1.DeleteRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12\x45\n\x05Watch\x12\x1d.kubelite.api.v1.WatchRequest\x1a\x1b.kubelite.api.v1.WatchEvent0\x01\x12\x45\n\x04\x42ind\x12\x1c.kubelite.api.v1.BindRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12\x41\n\x04Logs\x12\x1c.kubelite.api.v1.LogsRequest\x1a\x19.kubelite.api.v1.LogChunk0\x01\x12L\n\x07Metrics\x12\x1f.kubelite.api.v1.MetricsRequest\x1a .kubelite.api.v1.MetricsResponse2\x94\x01\n\x07Kubelet\x12\x41\n\x04Logs\x12\x1c.kubelite.api.v1.LogsRequest\x1a\x19.kubelite.api.v1.LogChunk0\x01\x12\x46\n\x05Stats\x12\x1d.kubelite.api.v1.StatsRequest\x1a\x1e.kubelite.api.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kubelite/api/v1/api.proto\x12\x0fkubelite.api.v1\"D\n\rCreateRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06object\x18\x03 \x01(\x0c\"?\n\nGetRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x89\x01\n\x0bListRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x06 \x01(\t\"r\n\x0cListResponse\x12\r\n\x05items\x18\x01 \x03(\x0c\x12\x18\n\x10resource_version\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontinue_token\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\"D\n\rUpdateRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06object\x18\x03 \x01(\x0c\"P\n\x0cPatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05patch\x18\x04 \x01(\x0c\"6\n\rPreconditions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd1\x01\n\rDeleteRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x35\n\rpreconditions\x18\x04 \x01(\x0b\x32\x1e.kubelite.api.v1.Preconditions\x12!\n\x14grace_period_seconds\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\tB\x17\n\x15_grace_period_seconds\"\xb3\x01\n\x0c\x45victRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x35\n\rpreconditions\x18\x03 \x01(\x0b\x32\x1e.kubelite.api.v1.Preconditions\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"2\n\x0eObjectResponse\x12\x0e\n\x06object\x18\x01 \x01(\x0c\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\x96\x01\n\x0cWatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"*\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\x0c\"N\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\"\x9f\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x10\n\x08previous\x18\x05 \x01(\x08\x12\x17\n\ntail_lines\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x07 \x01(\x08\x42\r\n\x0b_tail_lines\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"[\n\x0eMetricsRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\" \n\x0fMetricsResponse\x12\r\n\x05items\x18\x01 \x03(\x0c\"\x0e\n\x0cStatsRequest\" \n\rStatsResponse\x12\x0f\n\x07summary\x18\x01 \x01(\x0c\"\x82\x01\n\x06Status\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12,\n\x06\x63\x61uses\x18\x04 \x03(\x0b\x32\x1c.kubelite.api.v1.StatusCause\x12\x1b\n\x13retry_after_seconds\x18\x05 \x01(\x05\"=\n\x0bStatusCause\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t2\xf2\x06\n\x03\x41pi\x12I\n\x06\x43reate\x12\x1e.kubelite.api.v1.CreateRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12\x43\n\x03Get\x12\x1b.kubelite.api.v1.GetRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12\x43\n\x04List\x12\x1c.kubelite.api.v1.ListRequest\x1a\x1d.kubelite.api.v1.ListResponse\x12I\n\x06Update\x12\x1e.kubelite.api.v1.UpdateRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12O\n\x0cUpdateStatus\x12\x1e.kubelite.api.v1.UpdateRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12G\n\x05Patch\x12\x1d.kubelite.api.v1.PatchRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12I\n\x06\x44\x65lete\x12\x1e.kubelite.api.v1.DeleteRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12\x45\n\x05Watch\x12\x1d.kubelite.api.v1.WatchRequest\x1a\x1b.kubelite.api.v1.WatchEvent0\x01\x12\x45\n\x04\x42ind\x12\x1c.kubelite.api.v1.BindRequest\x1a\x1f.kubelite.api.v1.ObjectResponse\x12\x41\n\x04Logs\x12\x1c.kubelite.api.v1.LogsRequest\x1a\x19.kubelite.api.v1.LogChunk0\x01\x12L\n\x07Metrics\x12\x1f.kubelite.api.v1.MetricsRequest\x1a .kubelite.api.v1.MetricsResponse\x12G\n\x05\x45vict\x12\x1d.kubelite.api.v1.EvictRequest\x1a\x1f.kubelite.api.v1.ObjectResponse2\x94\x01\n\x07Kubelet\x12\x41\n\x04Logs\x12\x1c.kubelite.api.v1.LogsRequest\x1a\x19.kubelite.api.v1.LogChunk0\x01\x12\x46\n\x05Stats\x12\x1d.kubelite.api.v1.StatsRequest\x1a\x1e.kubelite.api.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,32 +47,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRECONDITIONS']._serialized_end=643
   _globals['_DELETEREQUEST']._serialized_start=646
   _globals['_DELETEREQUEST']._serialized_end=855
-  _globals['_OBJECTRESPONSE']._serialized_start=857
-  _globals['_OBJECTRESPONSE']._serialized_end=907
-  _globals['_WATCHREQUEST']._serialized_start=910
-  _globals['_WATCHREQUEST']._serialized_end=1060
-  _globals['_WATCHEVENT']._serialized_start=1062
-  _globals['_WATCHEVENT']._serialized_end=1104
-  _globals['_BINDREQUEST']._serialized_start=1106
-  _globals['_BINDREQUEST']._serialized_end=1184
-  _globals['_LOGSREQUEST']._serialized_start=1187
-  _globals['_LOGSREQUEST']._serialized_end=1346
-  _globals['_LOGCHUNK']._serialized_start=1348
-  _globals['_LOGCHUNK']._serialized_end=1372
-  _globals['_METRICSREQUEST']._serialized_start=1374
-  _globals['_METRICSREQUEST']._serialized_end=1465
-  _globals['_METRICSRESPONSE']._serialized_start=1467
-  _globals['_METRICSRESPONSE']._serialized_end=1499
-  _globals['_STATSREQUEST']._serialized_start=1501
-  _globals['_STATSREQUEST']._serialized_end=1515
-  _globals['_STATSRESPONSE']._serialized_start=1517
-  _globals['_STATSRESPONSE']._serialized_end=1549
-  _globals['_STATUS']._serialized_start=1552
-  _globals['_STATUS']._serialized_end=1682
-  _globals['_STATUSCAUSE']._serialized_start=1684
-  _globals['_STATUSCAUSE']._serialized_end=1745
-  _globals['_API']._serialized_start=1748
-  _globals['_API']._serialized_end=2557
-  _globals['_KUBELET']._serialized_start=2560
-  _globals['_KUBELET']._serialized_end=2708
+  _globals['_EVICTREQUEST']._serialized_start=858
+  _globals['_EVICTREQUEST']._serialized_end=1037
+  _globals['_OBJECTRESPONSE']._serialized_start=1039
+  _globals['_OBJECTRESPONSE']._serialized_end=1089
+  _globals['_WATCHREQUEST']._serialized_start=1092
+  _globals['_WATCHREQUEST']._serialized_end=1242
+  _globals['_WATCHEVENT']._serialized_start=1244
+  _globals['_WATCHEVENT']._serialized_end=1286
+  _globals['_BINDREQUEST']._serialized_start=1288
+  _globals['_BINDREQUEST']._serialized_end=1366
+  _globals['_LOGSREQUEST']._serialized_start=1369
+  _globals['_LOGSREQUEST']._serialized_end=1528
+  _globals['_LOGCHUNK']._serialized_start=1530
+  _globals['_LOGCHUNK']._serialized_end=1554
+  _globals['_METRICSREQUEST']._serialized_start=1556
+  _globals['_METRICSREQUEST']._serialized_end=1647
+  _globals['_METRICSRESPONSE']._serialized_start=1649
+  _globals['_METRICSRESPONSE']._serialized_end=1681
+  _globals['_STATSREQUEST']._serialized_start=1683
+  _globals['_STATSREQUEST']._serialized_end=1697
+  _globals['_STATSRESPONSE']._serialized_start=1699
+  _globals['_STATSRESPONSE']._serialized_end=1731
+  _globals['_STATUS']._serialized_start=1734
+  _globals['_STATUS']._serialized_end=1864
+  _globals['_STATUSCAUSE']._serialized_start=1866
+  _globals['_STATUSCAUSE']._serialized_end=1927
+  _globals['_API']._serialized_start=1930
+  _globals['_API']._serialized_end=2812
+  _globals['_KUBELET']._serialized_start=2815
+  _globals['_KUBELET']._serialized_end=2963
 # @@protoc_insertion_point(module_scope)

@@ -102,6 +102,20 @@ class DeleteRequest(_message.Message):
     propagation_policy: str
     def __init__(self, resource: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., preconditions: _Optional[_Union[Preconditions, _Mapping]] = ..., grace_period_seconds: _Optional[int] = ..., propagation_policy: _Optional[str] = ...) -> None: ...
 
+class EvictRequest(_message.Message):
+    __slots__ = ("namespace", "name", "preconditions", "grace_period_seconds", "dry_run")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRECONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    preconditions: Preconditions
+    grace_period_seconds: int
+    dry_run: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., preconditions: _Optional[_Union[Preconditions, _Mapping]] = ..., grace_period_seconds: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
 class ObjectResponse(_message.Message):
     __slots__ = ("object", "warnings")
     OBJECT_FIELD_NUMBER: _ClassVar[int]

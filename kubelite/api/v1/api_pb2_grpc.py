@@ -89,6 +89,11 @@ class ApiStub:
                 request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.MetricsRequest.SerializeToString,
                 response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.MetricsResponse.FromString,
                 _registered_method=True)
+        self.Evict = channel.unary_unary(
+                '/kubelite.api.v1.Api/Evict',
+                request_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.EvictRequest.SerializeToString,
+                response_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.ObjectResponse.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -169,6 +174,15 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evict(self, request, context):
+        """Evict deletes a pod if its PodDisruptionBudget allows it (pods/eviction,
+        policy/v1 Eviction). A budget that allows no disruption now answers
+        RESOURCE_EXHAUSTED (TooManyRequests): retry later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -226,6 +240,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.Metrics,
                     request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.MetricsRequest.FromString,
                     response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.MetricsResponse.SerializeToString,
+            ),
+            'Evict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evict,
+                    request_deserializer=kubelite_dot_api_dot_v1_dot_api__pb2.EvictRequest.FromString,
+                    response_serializer=kubelite_dot_api_dot_v1_dot_api__pb2.ObjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -525,6 +544,33 @@ class Api:
             '/kubelite.api.v1.Api/Metrics',
             kubelite_dot_api_dot_v1_dot_api__pb2.MetricsRequest.SerializeToString,
             kubelite_dot_api_dot_v1_dot_api__pb2.MetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubelite.api.v1.Api/Evict',
+            kubelite_dot_api_dot_v1_dot_api__pb2.EvictRequest.SerializeToString,
+            kubelite_dot_api_dot_v1_dot_api__pb2.ObjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

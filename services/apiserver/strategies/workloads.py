@@ -1,0 +1,37 @@
+"""ReplicaSet and Deployment (apps/v1): replicas over a pod template, a selector that
+may not change, and the rollout defaults of a Deployment."""
+
+from __future__ import annotations
+
+from .. import defaults
+from ..validation import Problems
+from .base import Obj, Strategy, immutable
+
+
+class ReplicaSetStrategy(Strategy):
+    initial_status = {"replicas": 0}
+
+    def defaults(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        defaults.pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+
+    def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
+        immutable(problems, "spec.selector", (old.get("spec") or {}).get("selector"),
+                  (new.get("spec") or {}).get("selector"))
+
+
+class DeploymentStrategy(ReplicaSetStrategy):
+    initial_status = {}
+
+    def defaults(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        strategy = spec.setdefault("strategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", "25%")
+            rolling.setdefault("maxSurge", "25%")
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        super().defaults(obj)
