@@ -136,6 +136,9 @@ def manifest(kind: str, name: str) -> dict[str, Any]:
                          "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
     elif kind == "Namespace":
         obj["metadata"] = {"name": name}
+    elif kind == "PodDisruptionBudget":
+        obj["spec"] = {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}},
+                       "unhealthyPodEvictionPolicy": "IfHealthyBudget"}
     return obj
 
 
@@ -395,7 +398,8 @@ def test_fuzz_patch(server: Server, data: st.DataObject) -> None:
 @st.composite
 def envelopes(draw: st.DrawFn) -> tuple[str, Any, str, dict[str, Any]]:
     """(verb, request, resource, options) for the verbs that carry no object."""
-    verb = draw(st.sampled_from(["Get", "List", "Delete", "Watch", "Bind", "Logs", "Metrics"]))
+    verb = draw(st.sampled_from(["Get", "List", "Delete", "Watch", "Bind", "Logs", "Metrics",
+                                 "Evict"]))
     kind = draw(st.sampled_from(KINDS))
     resource = draw(mostly(st.just(PLURAL[kind]), resources))
     namespace = draw(mostly(st.just(NS), namespaces))
@@ -432,6 +436,13 @@ def envelopes(draw: st.DrawFn) -> tuple[str, Any, str, dict[str, Any]]:
             namespace=namespace, name=draw(st.just(_seed_name("Pod")) | request_names),
             node_name=draw(request_names | st.just("n1")),
             uid=draw(st.sampled_from(["", "x"]))), "pods", {"writes": True}
+    if verb == "Evict":
+        fields = dict(namespace=namespace, name=draw(st.just(_seed_name("Pod")) | request_names),
+                      dry_run=draw(st.booleans()),
+                      preconditions=api_pb2.Preconditions(uid=draw(st.sampled_from(["", "x"]))))
+        if draw(st.booleans()):
+            fields["grace_period_seconds"] = draw(int64s)
+        return verb, api_pb2.EvictRequest(**fields), "pods", {"writes": True}
     if verb == "Logs":
         fields = dict(namespace=namespace, name=draw(st.just(_seed_name("Pod")) | request_names),
                       container=draw(request_names | st.just("c")),
