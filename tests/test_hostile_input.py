@@ -369,6 +369,13 @@ ROWS = [
         INVALID, "BadRequest", field="propagationPolicy"),
     Row("patch-name-200kb", patch("pods", BIG, {"metadata": {}}), INVALID, "BadRequest",
         field="metadata.name"),
+    Row("delete-uid-200kb", lambda s: s.Delete(api_pb2.DeleteRequest(
+        resource="pods", namespace=NS, name="victim",
+        preconditions=api_pb2.Preconditions(uid=BIG))), INVALID, "BadRequest",
+        field="preconditions.uid"),
+    Row("bind-uid-200kb", lambda s: s.Bind(api_pb2.BindRequest(
+        namespace=NS, name="victim", node_name="n1", uid=BIG)), INVALID, "BadRequest",
+        field="uid"),
     Row("bind-pod-200kb", lambda s: s.Bind(api_pb2.BindRequest(
         namespace=NS, name=BIG, node_name="n1")), INVALID, "BadRequest",
         field="metadata.name"),

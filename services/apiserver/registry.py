@@ -326,7 +326,7 @@ class Registry:
                 "has been modified; please apply your changes to the latest version and try "
                 "again")
         if meta.get("uid") and meta["uid"] != old_meta.get("uid"):
-            raise ConflictError(f"Precondition failed: UID in object meta: {meta['uid']}, "
+            raise ConflictError(f"Precondition failed: UID in object meta: {show(meta['uid'])}, "
                                 f"stored UID: {old_meta.get('uid')}")
         if status:
             new = self.strategy(info).prepare_for_status_update(old, obj)

@@ -55,6 +55,14 @@ def _names(request: Any) -> None:
         check_request_name(request.name)
     if len(getattr(request, "namespace", "")) > 63:
         check_request_name(request.namespace, "metadata.namespace", 63)
+    preconditions = getattr(request, "preconditions", None)
+    for path, value in (("preconditions.uid", preconditions.uid if preconditions else ""),
+                        ("preconditions.resourceVersion",
+                         preconditions.resource_version if preconditions else ""),
+                        ("uid", getattr(request, "uid", ""))):
+        if len(value) > 253:  # a UID is 36 characters, a resourceVersion at most 20
+            raise BadRequestError(f"Invalid value: {show(value)}: must be no more than 253 "
+                                  "characters", field=path)
     if len(getattr(request, "resource", "")) > 253:
         raise BadRequestError(f"the server doesn't have a resource type "
                               f"{show(request.resource)}")
