@@ -1,8 +1,12 @@
 """Hostile input, one row per class and verb: each gets its exact code, reason and
 field, never INTERNAL or UNKNOWN, and nothing is stored.
 
-Rows marked `stored` are objects the apiserver stored before these checks existed
-(the issue's acceptance: each such class is refused now). The calls go straight to
+Rows marked `stored` were stored by the apiserver before these checks existed, or
+answered INTERNAL, or waited forever (the issue's acceptance: each such class is
+refused now). Every other row but four fails on the code before this change too,
+on its reason (BadRequest/Invalid), its missing causes or an echoed value; the
+four controls (get-name-unicode, metrics-wrong-resource, logs-unknown-pod,
+logs-no-kubelet) pin answers that were already right. The calls go straight to
 the gRPC stubs, as a careless or hostile caller's would.
 """
 
@@ -133,7 +137,7 @@ class Row:
     code: grpc.StatusCode
     reason: str = ""
     field: str | None = None  # a cause must name this field (exactly)
-    stored: bool = False  # stored (or answered INTERNAL) before this change
+    stored: bool = False  # stored, INTERNAL or a silent wait before this change
 
 
 def create(resource: str, obj: dict[str, Any] | bytes) -> Callable:
@@ -237,7 +241,7 @@ ROWS = [
         field="spec.activeDeadlineSeconds", stored=True),
     # -- wrong types, the merge patch included ---------------------------------
     Row("patch-metadata-list", patch("pods", "victim", {"metadata": []}), INVALID, "Invalid",
-        field="metadata", stored=True),
+        field="metadata"),
     Row("patch-metadata-string", patch("pods", "victim", {"metadata": "x"}), INVALID,
         "Invalid", field="metadata", stored=True),
     Row("patch-labels-list", patch("pods", "victim", {"metadata": {"labels": ["a"]}}),
