@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from kubelite.api.v1 import api_pb2
 from kubelite.errors import from_rpc_error
 from kubelite.resources import RESOURCES, lookup
-from services.apiserver.validation import resolve_schema_version, validate_stored
+from services.apiserver.strategies import validate_stored
+from services.apiserver.validation import resolve_schema_version
 from tests.test_hostile_input import Server, running_apiserver
 
 VERSION = resolve_schema_version("latest")

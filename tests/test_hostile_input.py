@@ -28,7 +28,8 @@ from kubelite.api.v1 import api_pb2, api_pb2_grpc
 from kubelite.errors import ApiError, from_rpc_error
 from kubelite.localcluster import RedisServer, apiserver_process, free_port, wait_healthy
 from kubelite.resources import RESOURCES
-from services.apiserver.validation import resolve_schema_version, validate_stored
+from services.apiserver.strategies import validate_stored
+from services.apiserver.validation import resolve_schema_version
 
 NS = "hostile"
 BIG = "a" * 200_000  # a 200 KB value

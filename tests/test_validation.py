@@ -7,14 +7,15 @@ import pytest
 from kubelite.errors import BadRequestError, InvalidError
 from kubelite.resources import RESOURCES, lookup
 from services.apiserver.decode import MAX_DEPTH, drop_nulls, loads_object
+from services.apiserver.strategies import validate_stored
 from services.apiserver.validation import (
     check_object,
+    check_pod,
     is_quantity,
     is_rfc3339,
     resolve_schema_version,
     show,
     validate_schema,
-    validate_stored,
 )
 
 VERSION = resolve_schema_version("latest")
@@ -123,7 +124,7 @@ def test_show_never_echoes_long_input() -> None:
 ])
 def test_pod_rules_raise_structured_causes(pod, field) -> None:
     with pytest.raises(InvalidError) as err:
-        check_object(lookup("pods"), pod)
+        check_object(lookup("pods"), pod, kind_check=check_pod)
     assert field in [c.field for c in err.value.causes], err.value.causes
     assert all(c.type.startswith("FieldValue") for c in err.value.causes)
 

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from fractions import Fraction
 from functools import cache
@@ -466,20 +466,22 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-# Kinds whose names must be DNS labels rather than subdomains.
-_NAME_RULES = {"Namespace": "label", "Service": "dns1035"}
+KindCheck = Callable[["Problems", dict[str, Any]], None]
 
 
-def check_object(info: ResourceInfo, obj: dict[str, Any]) -> None:
-    """kubelite's own checks, after the schema: names, labels and per-kind rules.
+def check_object(info: ResourceInfo, obj: dict[str, Any], *, name_rule: str = "subdomain",
+                 kind_check: KindCheck | None = None) -> None:
+    """kubelite's own checks, after the schema: metadata, then the kind's own rules.
 
-    As Kubernetes' Validate functions do, these read every field defensively:
-    they also judge objects read back from storage.
+    Each kind's strategy says which name rule its names follow and which of the
+    check_* functions below judge the rest, as Kubernetes' strategies call
+    pkg/apis/.../validation. These read every field defensively: they also
+    judge objects read back from storage.
     """
     meta = _dict(obj.get("metadata"))
     name = meta.get("name", "")
     problems = Problems(info, name if isinstance(name, str) else "")
-    rule = _NAME_RULES.get(info.kind, "subdomain")
+    rule = name_rule
     if not name:
         problems.add("metadata.name", "Required value: name or generateName is required")
     else:
@@ -495,9 +497,8 @@ def check_object(info: ResourceInfo, obj: dict[str, Any]) -> None:
         check_qualified_name(problems, f"metadata.finalizers[{i}]", finalizer)
     check_range(problems, "metadata.deletionGracePeriodSeconds",
                 meta.get("deletionGracePeriodSeconds"), 0)
-    checker = _KIND_CHECKS.get(info.kind)
-    if checker:
-        checker(problems, obj)
+    if kind_check is not None:
+        kind_check(problems, obj)
     problems.raise_if_any()
 
 
@@ -652,7 +653,7 @@ def check_pod_spec(problems: Problems, path: str, spec: Any) -> None:
                    ("NoSchedule", "PreferNoSchedule", "NoExecute"))
 
 
-def _check_pod(problems: Problems, obj: dict[str, Any]) -> None:
+def check_pod(problems: Problems, obj: dict[str, Any]) -> None:
     check_pod_spec(problems, "spec", obj.get("spec"))
     status = _dict(obj.get("status"))
     # Not hostIP: kubelite's kubelet publishes its --listen host there, which may be
@@ -706,7 +707,7 @@ def _int_or_percent(problems: Problems, path: str, value: Any, *, at_most_100: b
     return number
 
 
-def _check_workload(problems: Problems, obj: dict[str, Any]) -> None:
+def check_workload(problems: Problems, obj: dict[str, Any]) -> None:
     from kubelite.selectors import selector_from_label_selector_spec
 
     spec = _dict(obj.get("spec"))
@@ -760,10 +761,10 @@ def _check_workload(problems: Problems, obj: dict[str, Any]) -> None:
 
 # -- services and endpoints ----------------------------------------------------
 
-def _check_service(problems: Problems, obj: dict[str, Any]) -> None:
+def check_service(problems: Problems, obj: dict[str, Any]) -> None:
     spec = _dict(obj.get("spec"))
-    kind = spec.get("type")
-    check_enum(problems, "spec.type", kind, ("ClusterIP", "NodePort", "LoadBalancer",
+    service_type = spec.get("type")
+    check_enum(problems, "spec.type", service_type, ("ClusterIP", "NodePort", "LoadBalancer",
                                              "ExternalName"))
     check_enum(problems, "spec.sessionAffinity", spec.get("sessionAffinity"),
                ("None", "ClientIP"))
@@ -784,7 +785,7 @@ def _check_service(problems: Problems, obj: dict[str, Any]) -> None:
     for i, ip in enumerate(spec.get("externalIPs") or []):
         check_ip(problems, f"spec.externalIPs[{i}]", ip)
     check_ip(problems, "spec.loadBalancerIP", spec.get("loadBalancerIP"))
-    if kind == "ExternalName":
+    if service_type == "ExternalName":
         if not spec.get("externalName"):
             problems.add("spec.externalName", "Required value")
         else:
@@ -792,7 +793,7 @@ def _check_service(problems: Problems, obj: dict[str, Any]) -> None:
     check_labels(problems, "spec.selector", spec.get("selector"))
     names: set[str] = set()
     ports = _dicts(spec.get("ports"))
-    if not ports and cluster_ip != "None" and kind != "ExternalName":
+    if not ports and cluster_ip != "None" and service_type != "ExternalName":
         problems.add("spec.ports", "Required value")
     for i, port in ports:
         ppath = f"spec.ports[{i}]"
@@ -817,7 +818,7 @@ def _check_service(problems: Problems, obj: dict[str, Any]) -> None:
         check_ip(problems, f"status.loadBalancer.ingress[{i}].ip", ingress.get("ip"))
 
 
-def _check_endpoints(problems: Problems, obj: dict[str, Any]) -> None:
+def check_endpoints(problems: Problems, obj: dict[str, Any]) -> None:
     for i, subset in _dicts(obj.get("subsets")):
         for key in ("addresses", "notReadyAddresses"):
             for j, address in _dicts(subset.get(key)):
@@ -835,7 +836,7 @@ def _check_endpoints(problems: Problems, obj: dict[str, Any]) -> None:
 
 # -- cluster objects -----------------------------------------------------------
 
-def _check_node(problems: Problems, obj: dict[str, Any]) -> None:
+def check_node(problems: Problems, obj: dict[str, Any]) -> None:
     spec, status = _dict(obj.get("spec")), _dict(obj.get("status"))
     check_cidr(problems, "spec.podCIDR", spec.get("podCIDR"))
     for i, cidr in enumerate(spec.get("podCIDRs") or []):
@@ -852,7 +853,7 @@ def _check_node(problems: Problems, obj: dict[str, Any]) -> None:
     check_port(problems, "status.daemonEndpoints.kubeletEndpoint.Port", port, allow_zero=True)
 
 
-def _check_hpa(problems: Problems, obj: dict[str, Any]) -> None:
+def check_hpa(problems: Problems, obj: dict[str, Any]) -> None:
     spec = _dict(obj.get("spec"))
     low, high = spec.get("minReplicas", 1), spec.get("maxReplicas")
     check_range(problems, "spec.minReplicas", low, 1)
@@ -881,7 +882,7 @@ def _check_hpa(problems: Problems, obj: dict[str, Any]) -> None:
                                                        f"{_QUANTITY_RULE}")
 
 
-def _check_lease(problems: Problems, obj: dict[str, Any]) -> None:
+def check_lease(problems: Problems, obj: dict[str, Any]) -> None:
     spec = _dict(obj.get("spec"))
     check_range(problems, "spec.leaseDurationSeconds", spec.get("leaseDurationSeconds"), 1)
     check_range(problems, "spec.leaseTransitions", spec.get("leaseTransitions"), 0)
@@ -891,7 +892,7 @@ _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+\Z")
 _MAX_CONFIGMAP = 1024 * 1024
 
 
-def _check_configmap(problems: Problems, obj: dict[str, Any]) -> None:
+def check_configmap(problems: Problems, obj: dict[str, Any]) -> None:
     total = 0
     data, binary = _dict(obj.get("data")), _dict(obj.get("binaryData"))
     for where, values in (("data", data), ("binaryData", binary)):
@@ -909,25 +910,11 @@ def _check_configmap(problems: Problems, obj: dict[str, Any]) -> None:
                              f"binaryData together are too large: {total} bytes)")
 
 
-def _check_event(problems: Problems, obj: dict[str, Any]) -> None:
+def check_event(problems: Problems, obj: dict[str, Any]) -> None:
     check_range(problems, "count", obj.get("count"), 0)
     involved = _dict(obj.get("involvedObject"))
     if not involved.get("name") and not involved.get("kind"):
         problems.add("involvedObject", "Required value")
-
-
-_KIND_CHECKS = {
-    "Pod": _check_pod,
-    "ReplicaSet": _check_workload,
-    "Deployment": _check_workload,
-    "Service": _check_service,
-    "Endpoints": _check_endpoints,
-    "Node": _check_node,
-    "HorizontalPodAutoscaler": _check_hpa,
-    "Lease": _check_lease,
-    "ConfigMap": _check_configmap,
-    "Event": _check_event,
-}
 
 
 def check_request_name(value: str, path: str = "metadata.name", limit: int = 253) -> None:
@@ -951,12 +938,6 @@ def require_name(value: str, path: str, rule: str = "subdomain") -> None:
         raise InvalidError(str(problems[0]), causes=problems)
 
 
-def validate_stored(info: ResourceInfo, obj: dict[str, Any], version: str) -> None:
-    """Everything an object must satisfy at rest: the checks of a write, for a read-back."""
-    validate_schema(info, obj, version)
-    check_object(info, obj)
-
-
 # Fields the schema accepts but kubelite does not act on: accepted, with a warning.
 _POD_SPEC_UNIMPLEMENTED = (
     "volumes", "initContainers", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
@@ -967,14 +948,8 @@ _CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "securityContext", 
                             "envFrom", "stdin", "tty")
 
 
-def unimplemented_fields(info: ResourceInfo, obj: dict[str, Any]) -> list[str]:
-    """Warnings for fields kubelite stores but does not act on."""
-    spec = obj.get("spec") or {}
-    pod_specs: list[tuple[str, dict]] = []
-    if info.kind == "Pod":
-        pod_specs.append(("spec", spec))
-    elif info.kind in ("ReplicaSet", "Deployment"):
-        pod_specs.append(("spec.template.spec", (spec.get("template") or {}).get("spec") or {}))
+def unimplemented_fields(pod_specs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Warnings for fields of pod specs (path, spec) that kubelite stores but does not act on."""
     warnings = []
     for path, pod in pod_specs:
         for key in _POD_SPEC_UNIMPLEMENTED:
@@ -986,6 +961,8 @@ def unimplemented_fields(info: ResourceInfo, obj: dict[str, Any]) -> list[str]:
                 warnings.append(f"{path}.affinity.{key}: not implemented by kubelite; "
                                 "stored, no effect")
         for i, c in enumerate(pod.get("containers") or []):
+            if not isinstance(c, dict):
+                continue
             for key in _CONTAINER_UNIMPLEMENTED:
                 if c.get(key) not in (None, {}, [], False):
                     warnings.append(f"{path}.containers[{i}].{key}: not implemented by "
