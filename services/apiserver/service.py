@@ -18,6 +18,7 @@ import grpc
 
 from kubelite.api.v1 import api_pb2, api_pb2_grpc
 from kubelite.errors import (
+    RESOURCE_VERSION_TOO_LARGE,
     ApiError,
     BadRequestError,
     Cause,
@@ -290,7 +291,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
                            f"{self.cache.revision}")
                 raise DeadlineExceededError(
                     message, reason="Timeout", retry_after=1,
-                    causes=[Cause("ResourceVersionTooLarge", "Too large resource version")])
+                    causes=[Cause(RESOURCE_VERSION_TOO_LARGE, "Too large resource version")])
             await asyncio.sleep(0.05)
 
     @streaming("watch")
