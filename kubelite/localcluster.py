@@ -265,14 +265,15 @@ class RedisHA:
 
     def __init__(self, workdir: Path, *, replicas: int = 1, sentinels: int = 3,
                  master_name: str = "kubelite", timings: SentinelTimings = SentinelTimings(),
-                 appendfsync: str = "everysec") -> None:
+                 appendfsync: str = "everysec", primary_index: int = 0) -> None:
         self.master_name = master_name
-        self.servers = [RedisServer(workdir / "redis-0", name="redis-0", appendfsync=appendfsync)]
-        first = self.servers[0]
-        self.servers += [RedisServer(workdir / f"redis-{i}", name=f"redis-{i}",
-                                     replica_of=(first.host, first.port), appendfsync=appendfsync)
-                         for i in range(1, replicas + 1)]
-        self.sentinels = [SentinelServer(workdir / f"sentinel-{i}", (first.host, first.port),
+        self.servers = [RedisServer(workdir / f"redis-{i}", name=f"redis-{i}",
+                                    appendfsync=appendfsync) for i in range(replicas + 1)]
+        primary = self.servers[primary_index if 0 <= primary_index <= replicas else 0]
+        for server in self.servers:
+            if server is not primary:
+                server.replica_of = (primary.host, primary.port)
+        self.sentinels = [SentinelServer(workdir / f"sentinel-{i}", (primary.host, primary.port),
                                          master_name=master_name, quorum=sentinels // 2 + 1,
                                          timings=timings, name=f"sentinel-{i}")
                           for i in range(sentinels)]
@@ -285,12 +286,22 @@ class RedisHA:
         return [p.process for p in [*self.servers, *self.sentinels] if p.process is not None]
 
     def start(self, timeout: float = 20.0) -> RedisHA:
-        for server in self.servers:
-            server.start()
-        for sentinel in self.sentinels:
-            sentinel.start()
+        self.start_processes()
         self.wait_replicated(len(self.servers) - 1, timeout)
         return self
+
+    def start_processes(self) -> list[ManagedProcess]:
+        """Starts the servers (primary first) and the Sentinels; returns their processes."""
+        started = []
+        for server in sorted(self.servers, key=lambda s: s.replica_of is not None):
+            server.start()
+            assert server.process is not None
+            started.append(server.process)
+        for sentinel in self.sentinels:
+            sentinel.start()
+            assert sentinel.process is not None
+            started.append(sentinel.process)
+        return started
 
     def primary(self) -> RedisServer | None:
         """The server the Sentinels name as primary now (None if they name none)."""
