@@ -130,8 +130,10 @@ class Load:
             await asyncio.sleep(0.05)
 
     def gap_after(self, moment: float) -> float:
-        """The time from `moment` to the first acknowledgement after it."""
-        return min(t for t in self.acks if t > moment) - moment
+        """The longest time without an acknowledgement from `moment` on (a write in
+        flight at the fault may still be acknowledged at once)."""
+        times = [moment, *sorted(t for t in self.acks if t > moment)]
+        return max(b - a for a, b in zip(times, times[1:], strict=False))
 
 
 # -- the cases -------------------------------------------------------------------------
