@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -566,3 +570,92 @@ async def test_scheduler_and_controller_leaders_killed(tmp_path: Path,
 async def _other_holder(client: Client, lease: str, old: str) -> str:
     holder = await lease_holder(client, lease)
     return holder if holder and holder != old else ""
+
+
+# -- the CLI and `kubelite up --ha` ----------------------------------------------------
+
+
+def kubelite_cli(*args: str, server: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KUBELITE_SERVER": server}
+    return subprocess.run([sys.executable, "-m", "kubelite.cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+async def test_cli_takes_several_servers(tmp_path: Path, redis_server: RedisServer) -> None:
+    """--server and KUBELITE_SERVER take a comma-separated list; a dead first one is skipped."""
+    servers = start_apiservers(tmp_path, 1, redis_url=redis_server.url)
+    try:
+        dead = f"127.0.0.1:{free_port()}"
+        both = f"{dead},{servers.targets[0]}"
+        out = await asyncio.to_thread(kubelite_cli, "get", "namespaces", server=both)
+        assert out.returncode == 0, out.stderr
+        assert "kube-system" in out.stdout
+        out = await asyncio.to_thread(kubelite_cli, "--server", both, "create", "namespace",
+                                      "from-cli", server="127.0.0.1:1")
+        assert out.returncode == 0, out.stderr
+        out = await asyncio.to_thread(kubelite_cli, "get", "namespaces", server=dead)
+        assert out.returncode == 1 and "cannot connect" in out.stderr
+    finally:
+        servers.stop()
+
+
+def consecutive_free_ports() -> int:
+    """A free port whose successor is free too (`up --ha` listens on both)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
+async def test_kubelite_up_ha_survives_an_apiserver_kill(tmp_path: Path
+                                                                          ) -> None:
+    """`kubelite up --ha` runs 2 apiservers, 2 schedulers, 2 controller managers, Redis with
+    a replica and 3 Sentinels; a killed apiserver is restarted while the other serves."""
+    port = consecutive_free_ports()
+    listen, second = f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "kubelite.cli.main", "up", "--ha", "--listen", listen,
+         "--data-dir", str(tmp_path / "data"), "--nodes", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = await asyncio.to_thread(proc.stdout.readline)
+        assert "kubelite is up" in banner and "high availability" in banner, banner
+        lines = []
+        while "Press Ctrl-C" not in (line := await asyncio.to_thread(proc.stdout.readline)):
+            lines.append(line)
+        text = "".join(lines)
+        for name in ("redis-0", "redis-1", "sentinel-0", "sentinel-1", "sentinel-2",
+                     "apiserver-0", "apiserver-1", "scheduler-0", "scheduler-1",
+                     "controller-0", "controller-1"):
+            assert f"{name} (pid" in text, text
+        pids = dict(re.findall(r"([\w-]+) \(pid (\d+)\)", text))
+        async with Client(f"{listen},{second}", timeout=3) as client:
+            for lease in ("kube-scheduler", "kube-controller-manager"):
+                await eventually(lambda lease=lease: lease_holder(client, lease), within=30,
+                                 what=f"a {lease} leader")
+            os.kill(int(pids["apiserver-0"]), signal.SIGKILL)
+            namespace = await new_namespace(client)  # served by the other one meanwhile
+            assert client.current_target == second
+            restarted = await asyncio.to_thread(proc.stdout.readline)
+            restarted += await asyncio.to_thread(proc.stdout.readline)
+            assert "apiserver-0 restarted" in restarted, restarted
+            await asyncio.to_thread(wait_healthy, listen, 30)
+            async with Client(listen, timeout=3) as first:
+                async def served() -> bool:
+                    try:
+                        return bool(await first.get("namespaces", namespace))
+                    except UnavailableError:  # its first call may race its start-up
+                        return False
+
+                await eventually(served, within=15, what="the restarted apiserver serving")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 60)
+    assert code == 0
