@@ -44,7 +44,13 @@ from kubelite.localcluster import (
     python_module_argv,
     wait_healthy,
 )
-from services.apiserver.storage import EPOCH_BLOCK
+from services.apiserver.storage import (
+    EPOCH_BLOCK,
+    RV_PLACEHOLDER,
+    Storage,
+    parse_sentinels,
+    split_serialized,
+)
 
 FAST_SENTINEL = SentinelTimings(down_after_ms=1000, failover_timeout_ms=3000)
 WAIT_TIMEOUT = 0.5
@@ -659,3 +665,33 @@ async def test_kubelite_up_ha_survives_an_apiserver_kill(tmp_path: Path
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 60)
     assert code == 0
+
+
+async def test_a_connection_from_before_a_failover_never_writes_without_the_jump(
+        redis_ha: RedisHA) -> None:
+    """A connection can outlive a demotion and a promotion back with no write to break
+    it. Its next commit finds that kl:epoch names another primary, reconnects through
+    Sentinel, and the epoch script jumps the revision before the write lands."""
+    storage = Storage("", sentinels=parse_sentinels(redis_ha.sentinel_addresses),
+                      master_name=redis_ha.master_name, min_replicas=1, wait_timeout=1.0)
+
+    async def put(name: str) -> int:
+        obj = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": "default",
+                            "resourceVersion": RV_PLACEHOLDER}}
+        rev, _ = await storage.commit("create", "configmaps", "default", name,
+                                      split_serialized(obj), event_type="ADDED")
+        return rev
+
+    try:
+        first = await put("a")
+        assert first < EPOCH_BLOCK
+        # What another primary's epoch script would have left in the data.
+        await storage.redis.set(storage.epoch_key, "7@somewhere-else:6379")
+        second = await put("b")
+        assert second == EPOCH_BLOCK + 1
+        events = await storage.read_range(0, second)
+        assert [e.type for e in events][-2:] == ["FAILOVER", "ADDED"]
+        assert events[-2].jumped_from == first
+    finally:
+        await storage.close()

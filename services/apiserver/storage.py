@@ -84,6 +84,10 @@ _RV_PLACEHOLDER_JSON = json.dumps(RV_PLACEHOLDER)
 
 _COMMIT = """
 local op, member, expected = ARGV[1], ARGV[2], ARGV[3]
+-- The last KEY and ARGV: kl:epoch and the primary this connection was opened to
+-- (with Sentinel). A connection from before a failover must not write unjumped.
+local primary = ARGV[#ARGV]
+if primary ~= '' and redis.call('GET', KEYS[#KEYS]) ~= primary then return {-7} end
 local cur = redis.call('HGET', KEYS[3], member)
 if op == 'create' then
   if cur then return {-1} end
@@ -265,7 +269,14 @@ class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
 
 
 class _EpochConnection(SentinelManagedConnection):
-    """Runs the epoch script on every new connection to a primary, before any command."""
+    """Runs the epoch script on every new connection to a primary, before any command.
+
+    `primary` names the primary it was opened to; commits on it check that this is
+    still the primary the data knows (a connection can outlive a demotion and a
+    promotion back, with no write in between to break it).
+    """
+
+    primary = ""
 
     async def connect_to(self, address: tuple[str, int]) -> None:
         await super().connect_to(address)
@@ -280,6 +291,7 @@ class _EpochConnection(SentinelManagedConnection):
             await self.disconnect()
             raise RedisConnectionError(f"primary {identity} refused the epoch check: "
                                        f"{err}") from None
+        self.primary = identity
         if jumped:
             log.warning("a new primary: the revision counter jumps past the old one's",
                         extra={"kv": {"primary": identity, "from": int(jumped[0]),
@@ -411,14 +423,15 @@ class Storage:
                 self.hash_key("namespaces"), self.terminating_key]
         keys += [self.allocator_key(a) for a, _ in claims]
         keys += [self.allocator_key(a) for a, _ in releases]
+        keys.append(self.epoch_key)
         args = [op, member_key(namespace, name), expected_rv, head, tail, event_type, resource,
                 self.history, check_namespace, prev, len(claims), *(v for _, v in claims),
                 len(releases), *(v for _, v in releases)]
-        if self.min_replicas > 0:
-            result = await self.guard(self._replicated_commit(keys, args),
+        if self.min_replicas > 0 or self.sentinel is not None:
+            result = await self.guard(self._pinned_commit(keys, args),
                                       max(timeout or self.timeout, self.wait_timeout + 1.0))
         else:
-            result = await self.guard(self._commit(keys=keys, args=args), timeout)
+            result = await self.guard(self._commit(keys=keys, args=[*args, ""]), timeout)
         code = int(result[0])
         if code > 0:
             return code, f"{head}{code}{tail}".encode()
@@ -439,32 +452,45 @@ class Storage:
             f'Operation cannot be fulfilled on {resource} "{name}": the object has been '
             f'modified; please apply your changes to the latest version and try again')
 
-    async def _replicated_commit(self, keys: list[Any], args: list[Any]) -> Any:
-        """The commit script, then WAIT on the same connection: acknowledged once replicated.
+    async def _pinned_commit(self, keys: list[Any], args: list[Any]) -> Any:
+        """The commit script, then (with min_replicas) WAIT, on one connection whose
+        primary the script checks: acknowledged once replicated.
 
         When fewer than min_replicas confirm within wait_timeout the write is NOT
         acknowledged (UnavailableError), although it is committed on the primary and
         may yet survive, as etcd's request timeouts: the caller must read to know.
         """
-        for attempt in range(2):
+        loaded = False
+        for _ in range(3):
+            conn = await self.redis.connection_pool.get_connection()
             pipe = self.redis.pipeline(transaction=False)
-            pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
-            pipe.execute_command("WAIT", self.min_replicas, int(self.wait_timeout * 1000))
-            result, acked = await pipe.execute(raise_on_error=False)
-            if isinstance(result, NoScriptError) and attempt == 0:
+            pipe.connection = conn  # the pipeline releases it when done
+            pipe.evalsha(self._commit.sha, len(keys), *keys, *args,
+                         getattr(conn, "primary", ""))
+            if self.min_replicas > 0:
+                pipe.execute_command("WAIT", self.min_replicas, int(self.wait_timeout * 1000))
+            result, *acked = await pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError) and not loaded:
                 # A primary just promoted (or restarted) has an empty script cache.
                 await self.redis.script_load(_COMMIT)
+                loaded = True
                 continue
             if isinstance(result, Exception):
                 raise result
             code = int(result[0])
-            if code > 0 and (isinstance(acked, Exception) or int(acked) < self.min_replicas):
+            if code == -7:
+                # Opened to this server before it became (again) the primary: the next
+                # connection asks Sentinel and runs the epoch script first.
+                await conn.disconnect()
+                continue
+            if code > 0 and acked and (isinstance(acked[0], Exception)
+                                       or int(acked[0]) < self.min_replicas):
                 raise UnavailableError(
                     f"storage is unavailable: revision {code} was committed but not confirmed "
                     f"by {self.min_replicas} replica(s) within {self.wait_timeout:g}s; it may "
                     f"or may not survive a failover (read it back to know)")
             return result
-        raise UnavailableError("storage is unavailable: the commit script cannot be loaded")
+        raise UnavailableError("storage is unavailable: no connection to the current primary")
 
     async def replicated(self) -> bool:
         """Whether everything committed so far is held by min_replicas replicas.
