@@ -186,8 +186,9 @@ class WatchCache:
         continues = event.type == FAILOVER and event.jumped_from == self.revision
         if event.revision > self.revision + 1 and not continues:
             # The reader fell further behind than the stream's history: events
-            # were trimmed before it saw them. Every watcher must resume, and
-            # will learn from the stream itself that it has to list again.
+            # were trimmed before it saw them. (Or, without --redis-min-replicas, a
+            # failover lost events it had already fanned out.) Every watcher must
+            # resume, and will learn from the stream itself that it has to list again.
             log.warning("watch cache lost events to trimming; closing watches",
                         extra={"kv": {"from": self.revision, "to": event.revision}})
             self.ring.clear()
