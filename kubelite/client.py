@@ -138,10 +138,6 @@ class Client:
             stub = self._stubs[target] = api_pb2_grpc.ApiStub(channel)
         return stub
 
-    @property
-    def _stub(self) -> api_pb2_grpc.ApiStub:
-        return self._stub_for(self._active)
-
     def _switch_from(self, index: int, err: grpc.aio.AioRpcError) -> None:
         """Moves to the next address, unless another call already moved on from this one."""
         if len(self.targets) > 1 and self._active == index:
