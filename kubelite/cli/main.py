@@ -91,7 +91,8 @@ def common_flags(*, top_level: bool) -> argparse.ArgumentParser:
     parent = Parser(add_help=False)
     default = None if top_level else argparse.SUPPRESS
     parent.add_argument("--server", "-s", default=default, metavar="ADDR",
-                        help="apiserver address (default $KUBELITE_SERVER or 127.0.0.1:6443)")
+                        help="apiserver address, or several separated by commas to fail over "
+                             "between (default $KUBELITE_SERVER or 127.0.0.1:6443)")
     parent.add_argument("--request-timeout", type=duration, default=default, metavar="SECONDS",
                         help=f"deadline of each request, 0 for none "
                              f"(default {DEFAULT_REQUEST_TIMEOUT:g}s)")
@@ -175,6 +176,9 @@ def build_parser() -> Parser:
     p.add_argument("--metrics-port", type=int, default=0,
                    help="the apiserver's metrics port (default: a free one)")
     up.add_passed_on_flags(p)
+    p.add_argument("--ha", action="store_true",
+                   help="high availability: Redis with a replica and 3 Sentinels, 2 apiservers "
+                        "(--listen and the next port), 2 schedulers, 2 controller managers")
     return parser
 
 
@@ -362,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return up.run(up.UpOptions(listen=args.listen, redis_url=args.redis_url,
                                        data_dir=args.data_dir, nodes=args.nodes,
                                        metrics_port=args.metrics_port,
-                                       component_flags=up.passed_on(args)))
+                                       component_flags=up.passed_on(args), ha=args.ha))
         return asyncio.run(run_with_client(args, server, timeout))
     except CliError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)
