@@ -544,9 +544,10 @@ def test_controllers_flag_enables_and_disables_by_name():
     assert select_controllers("*") == ("replicaset", "deployment", "endpoint",
                                        "garbagecollector", "nodelifecycle",
                                        "horizontalpodautoscaling", "disruption", "namespace",
-                                       "eventexpiry")
+                                       "eventexpiry", "replicationcontroller")
     assert select_controllers("*,-nodelifecycle,-endpoint,-horizontalpodautoscaling,"
-                              "-disruption,-namespace,-eventexpiry") == (
+                              "-disruption,-namespace,-eventexpiry,"
+                              "-replicationcontroller") == (
         "replicaset", "deployment", "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):

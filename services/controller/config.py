@@ -28,7 +28,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
                      "nodelifecycle", "horizontalpodautoscaling", "disruption", "namespace",
-                     "eventexpiry")
+                     "eventexpiry", "replicationcontroller")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--node-monitor-period", default=5.0,
              help="seconds between checks of every node's lease")
     add_flag(p, "--gc-resources", default="pods,replicasets,deployments,services,endpoints,"
-             "configmaps,horizontalpodautoscalers",
+             "configmaps,horizontalpodautoscalers,replicationcontrollers,jobs,cronjobs",
              help="resources whose ownerReferences the garbage collector follows")
     add_flag(p, "--horizontal-pod-autoscaler-sync-period", default="15s", type=duration,
              help="how often each HPA is synced (a duration: 15s, 1m; or seconds)")

@@ -27,7 +27,7 @@ from .hpa import HorizontalPodAutoscalerController, Readiness
 from .informers import InformerFactory
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
-from .replicaset import ReplicaSetController
+from .replicaset import ReplicaSetController, ReplicationControllerController
 
 log = logging.getLogger("kubelite.controller")
 
@@ -36,6 +36,8 @@ Builder = Callable[[Client, InformerFactory, Config], Controller]
 BUILDERS: dict[str, Builder] = {
     "replicaset": lambda client, factory, config: ReplicaSetController(client, factory),
     "deployment": lambda client, factory, config: DeploymentController(client, factory),
+    "replicationcontroller": lambda client, factory, config: ReplicationControllerController(
+        client, factory),
     "endpoint": lambda client, factory, config: EndpointsController(client, factory),
     "garbagecollector": lambda client, factory, config: GarbageCollector(
         client, factory, resources=config.gc_resources),

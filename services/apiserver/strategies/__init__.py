@@ -12,9 +12,11 @@ from kubelite.resources import RESOURCES
 from ..allocators import ServiceAllocator
 from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import Dependencies, Strategy
+from .batch import CronJobStrategy, JobStrategy
 from .cluster import NamespaceStrategy, NodeStrategy
 from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .replicationcontroller import ReplicationControllerStrategy
 from .service import ServiceStrategy
 from .simple import DataStrategy, EndpointsStrategy, LeaseStrategy
 from .workloads import DeploymentStrategy, ReplicaSetStrategy
@@ -29,6 +31,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "ConfigMap": DataStrategy,
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
+    "ReplicationController": ReplicationControllerStrategy,
+    "Job": JobStrategy,
+    "CronJob": CronJobStrategy,
     "Lease": LeaseStrategy,
     "HorizontalPodAutoscaler": HorizontalPodAutoscalerStrategy,
     "PodDisruptionBudget": PodDisruptionBudgetStrategy,
