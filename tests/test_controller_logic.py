@@ -544,10 +544,11 @@ def test_controllers_flag_enables_and_disables_by_name():
     assert select_controllers("*") == ("replicaset", "deployment", "endpoint",
                                        "garbagecollector", "nodelifecycle",
                                        "horizontalpodautoscaling", "disruption", "namespace",
-                                       "eventexpiry", "replicationcontroller")
+                                       "eventexpiry", "replicationcontroller", "job",
+                                       "ttl-after-finished")
     assert select_controllers("*,-nodelifecycle,-endpoint,-horizontalpodautoscaling,"
                               "-disruption,-namespace,-eventexpiry,"
-                              "-replicationcontroller") == (
+                              "-replicationcontroller,-job,-ttl-after-finished") == (
         "replicaset", "deployment", "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):

@@ -28,7 +28,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
                      "nodelifecycle", "horizontalpodautoscaling", "disruption", "namespace",
-                     "eventexpiry", "replicationcontroller")
+                     "eventexpiry", "replicationcontroller", "job",
+                     "ttl-after-finished")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Config:
     hpa_initial_readiness_delay: float = 30.0
     event_ttl: float = 3600.0
     disruption_deletion_timeout: float = 120.0
+    job_backoff_base: float = 10.0
+    job_backoff_max: float = 360.0
 
 
 def select_controllers(spec: str) -> tuple[str, ...]:
@@ -136,6 +139,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--disruption-deletion-timeout", default="2m", type=duration,
              help="how long an eviction the apiserver approved may take to show as a "
                   "deletion before its budget counts the pod as healthy again")
+    add_flag(p, "--job-backoff-base", default="10s", type=duration,
+             help="the Job controller's delay before replacing a failed pod, doubled per "
+                  "failure since the last success (a duration or seconds)")
+    add_flag(p, "--job-backoff-max", default="6m", type=duration,
+             help="the cap of that delay")
     args = p.parse_args(argv)
     try:
         controllers = select_controllers(args.controllers)
@@ -163,6 +171,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         hpa_initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
         event_ttl=args.event_ttl,
         disruption_deletion_timeout=args.disruption_deletion_timeout,
+        job_backoff_base=args.job_backoff_base,
+        job_backoff_max=args.job_backoff_max,
     )
 
 

@@ -25,9 +25,11 @@ from .eventexpiry import EventExpiryController
 from .garbagecollector import GarbageCollector
 from .hpa import HorizontalPodAutoscalerController, Readiness
 from .informers import InformerFactory
+from .job import JobController
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController, ReplicationControllerController
+from .ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger("kubelite.controller")
 
@@ -37,6 +39,11 @@ BUILDERS: dict[str, Builder] = {
     "replicaset": lambda client, factory, config: ReplicaSetController(client, factory),
     "deployment": lambda client, factory, config: DeploymentController(client, factory),
     "replicationcontroller": lambda client, factory, config: ReplicationControllerController(
+        client, factory),
+    "job": lambda client, factory, config: JobController(
+        client, factory, backoff_base=config.job_backoff_base,
+        backoff_max=config.job_backoff_max),
+    "ttl-after-finished": lambda client, factory, config: TTLAfterFinishedController(
         client, factory),
     "endpoint": lambda client, factory, config: EndpointsController(client, factory),
     "garbagecollector": lambda client, factory, config: GarbageCollector(
