@@ -88,8 +88,8 @@ def missed_start_times(schedule: Schedule, earliest: float, now: float
                        ) -> tuple[float | None, int]:
     """(the most recent start time in (earliest, now], how many there were).
 
-    The count stops at MAX_MISSED + 1: the caller only needs to know that it is
-    more than the limit (Kubernetes' mostRecentScheduleTime).
+    Past MAX_MISSED the count is estimated rather than walked: the caller only
+    needs to know that it is more than the limit (Kubernetes' mostRecentScheduleTime).
     """
     t = schedule.next_after(earliest)
     if t > now:
@@ -99,7 +99,12 @@ def missed_start_times(schedule: Schedule, earliest: float, now: float
         last, count = t, count + 1
         t = schedule.next_after(t)
     if count > MAX_MISSED:
+        # Too many to walk: the last one directly, and the count as if the schedule's
+        # first interval repeated (Kubernetes' estimate, good enough for the warning).
+        first = schedule.next_after(earliest)
+        interval = schedule.next_after(first) - first
         last = schedule.prev_at_or_before(now)
+        count = max(count, int((now - first) // interval) + 1 if interval > 0 else count)
     return last, count
 
 

@@ -545,10 +545,10 @@ def test_controllers_flag_enables_and_disables_by_name():
                                        "garbagecollector", "nodelifecycle",
                                        "horizontalpodautoscaling", "disruption", "namespace",
                                        "eventexpiry", "replicationcontroller", "job",
-                                       "ttl-after-finished")
+                                       "ttl-after-finished", "cronjob")
     assert select_controllers("*,-nodelifecycle,-endpoint,-horizontalpodautoscaling,"
                               "-disruption,-namespace,-eventexpiry,"
-                              "-replicationcontroller,-job,-ttl-after-finished") == (
+                              "-replicationcontroller,-job,-ttl-after-finished,-cronjob") == (
         "replicaset", "deployment", "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):

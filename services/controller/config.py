@@ -29,7 +29,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
                      "nodelifecycle", "horizontalpodautoscaling", "disruption", "namespace",
                      "eventexpiry", "replicationcontroller", "job",
-                     "ttl-after-finished")
+                     "ttl-after-finished", "cronjob")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class Config:
     disruption_deletion_timeout: float = 120.0
     job_backoff_base: float = 10.0
     job_backoff_max: float = 360.0
+    cronjob_clock_offset: float = 0.0
+    cronjob_clock_rate: float = 1.0
 
 
 def select_controllers(spec: str) -> tuple[str, ...]:
@@ -144,6 +146,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                   "failure since the last success (a duration or seconds)")
     add_flag(p, "--job-backoff-max", default="6m", type=duration,
              help="the cap of that delay")
+    add_flag(p, "--cronjob-clock-offset", default=0.0,
+             help="seconds the CronJob controller's clock runs ahead of the wall clock "
+                  "(for tests and rehearsals)")
+    add_flag(p, "--cronjob-clock-rate", default=1.0,
+             help="how many times faster than the wall clock the CronJob controller's clock "
+                  "runs (for tests: 60 makes a minute pass each second)")
     args = p.parse_args(argv)
     try:
         controllers = select_controllers(args.controllers)
@@ -152,6 +160,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         p.error(str(err))
     if args.event_ttl <= 0:
         p.error("--event-ttl must be positive")
+    if args.cronjob_clock_rate <= 0:
+        p.error("--cronjob-clock-rate must be positive")
     if args.concurrent_syncs < 1 or args.concurrent_gc_syncs < 1:
         p.error("--concurrent-syncs and --concurrent-gc-syncs must be at least 1")
     return Config(
@@ -173,6 +183,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         disruption_deletion_timeout=args.disruption_deletion_timeout,
         job_backoff_base=args.job_backoff_base,
         job_backoff_max=args.job_backoff_max,
+        cronjob_clock_offset=args.cronjob_clock_offset,
+        cronjob_clock_rate=args.cronjob_clock_rate,
     )
 
 

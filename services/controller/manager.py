@@ -18,6 +18,7 @@ from kubelite.supervise import spawn
 
 from .base import Controller, cancel_and_wait
 from .config import Config
+from .cronjob import CronJobController, ScaledClock
 from .deployment import DeploymentController
 from .disruption import DisruptionController
 from .endpoints import EndpointsController
@@ -45,6 +46,9 @@ BUILDERS: dict[str, Builder] = {
         backoff_max=config.job_backoff_max),
     "ttl-after-finished": lambda client, factory, config: TTLAfterFinishedController(
         client, factory),
+    "cronjob": lambda client, factory, config: CronJobController(
+        client, factory, clock=ScaledClock(config.cronjob_clock_offset,
+                                           config.cronjob_clock_rate)),
     "endpoint": lambda client, factory, config: EndpointsController(client, factory),
     "garbagecollector": lambda client, factory, config: GarbageCollector(
         client, factory, resources=config.gc_resources),
