@@ -308,3 +308,37 @@ async def test_deleting_a_cronjob_follows_the_propagation_policy(api: Client, ns
     else:
         for job in jobs:
             await wait_deleted(api, "jobs", job["metadata"]["name"], namespace=ns, timeout=40)
+
+
+@pytest.mark.slow
+async def test_the_cli_prints_cronjobs_and_runs_one_by_hand(api: Client, ns: str,
+                                                            cluster: Cluster) -> None:
+    from tests.test_cli import kubelite
+
+    await api.create("cronjobs", cronjob("nightly", "@daily", script="true",
+                                         timeZone="Europe/Paris"), namespace=ns)
+    got = kubelite("get", "cj", "-n", ns, server=cluster.target)
+    assert got.returncode == 0, got.stderr
+    header, row = got.stdout.splitlines()
+    assert header.split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST",
+                              "SCHEDULE", "AGE"]
+    assert row.split()[:6] == ["nightly", "@daily", "Europe/Paris", "False", "0", "<none>"]
+    made = kubelite("create", "job", "manual", "--from=cronjob/nightly", "-n", ns,
+                    server=cluster.target)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "job.batch/manual created"
+    job = await wait_for(api, "jobs", "manual", lambda j: any(
+        c.get("type") == "Complete" for c in (j.get("status") or {}).get("conditions") or []),
+        namespace=ns, timeout=30)
+    assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert job["metadata"]["ownerReferences"][0]["name"] == "nightly"
+    got = kubelite("get", "jobs", "-n", ns, "-o", "wide", server=cluster.target)
+    header, row = got.stdout.splitlines()
+    assert header.split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE", "CONTAINERS",
+                              "IMAGES", "SELECTOR"]
+    assert row.split()[:3] == ["manual", "Complete", "1/1"]
+    described = kubelite("describe", "job", "manual", "-n", ns, server=cluster.target)
+    assert "Pods Statuses: 0 Active (0 Ready) / 1 Succeeded / 0 Failed" in " ".join(
+        described.stdout.split())
+    described = kubelite("describe", "cj", "nightly", "-n", ns, server=cluster.target)
+    assert "Concurrency Policy:" in described.stdout and "Europe/Paris" in described.stdout
