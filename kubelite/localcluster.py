@@ -206,3 +206,21 @@ def apiserver_process(
 
 def make_workdir(prefix: str = "kubelite-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def write_kubeconfig(path: Path, server: str, *, name: str = "kubelite") -> Path:
+    """A kubeconfig for stock kubectl and the client libraries: the REST API over plain
+    HTTP on loopback, no credentials (the apiserver has no authentication)."""
+    text = (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: {name}\n  cluster:\n    server: {server}\n"
+        f"contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n"
+        "    namespace: default\n"
+        f"current-context: {name}\n"
+        f"users:\n- name: {name}\n  user: {{}}\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path

@@ -542,12 +542,12 @@ async def test_one_key_is_never_synced_by_two_workers_at_once():
 
 def test_controllers_flag_enables_and_disables_by_name():
     assert select_controllers("*") == ("replicaset", "deployment", "endpoint",
-                                       "garbagecollector", "nodelifecycle",
+                                       "garbagecollector", "nodelifecycle", "tainteviction",
                                        "horizontalpodautoscaling", "disruption", "namespace",
                                        "eventexpiry", "replicationcontroller", "job",
                                        "ttl-after-finished", "cronjob")
-    assert select_controllers("*,-nodelifecycle,-endpoint,-horizontalpodautoscaling,"
-                              "-disruption,-namespace,-eventexpiry,"
+    assert select_controllers("*,-nodelifecycle,-tainteviction,-endpoint,"
+                              "-horizontalpodautoscaling,-disruption,-namespace,-eventexpiry,"
                               "-replicationcontroller,-job,-ttl-after-finished,-cronjob") == (
         "replicaset", "deployment", "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubelite.cli import columns
+from kubelite import printing as columns
 from kubelite.cli.printers import age, format_labels, render_table, to_yaml
 from kubelite.cli.session import Session, resolve_kind
 from kubelite.errors import NotFoundError

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubelite.cli import columns
+from kubelite import printing as columns
 from kubelite.cli.printers import (
     TableLayout,
     as_list,

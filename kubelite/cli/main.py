@@ -176,6 +176,7 @@ def build_parser() -> Parser:
     p.add_argument("--nodes", type=int, default=1, help="kubelets to run (default 1)")
     p.add_argument("--metrics-port", type=int, default=0,
                    help="the apiserver's metrics port (default: a free one)")
+    up.add_passed_on_flags(p)
     return parser
 
 
@@ -362,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             return up.run(up.UpOptions(listen=args.listen, redis_url=args.redis_url,
                                        data_dir=args.data_dir, nodes=args.nodes,
-                                       metrics_port=args.metrics_port))
+                                       metrics_port=args.metrics_port,
+                                       component_flags=up.passed_on(args)))
         return asyncio.run(run_with_client(args, server, timeout))
     except CliError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)

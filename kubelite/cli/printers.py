@@ -9,74 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
+from kubelite.printing import age, format_labels, human_duration, parse_timestamp
 from kubelite.resources import ResourceInfo
 
 COLUMN_PADDING = 3
-
-
-def parse_timestamp(text: str | None) -> datetime | None:
-    """Parses an RFC 3339 timestamp (with or without a fraction); None when unusable."""
-    if not text or not isinstance(text, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def human_duration(seconds: float) -> str:
-    """A duration as kubectl prints it (apimachinery's HumanDuration): 5s, 3m20s, 2d4h, 3y."""
-    whole = int(seconds)
-    if whole < -1:
-        return "<invalid>"
-    if whole < 0:
-        return "0s"
-    if whole < 120:
-        return f"{whole}s"
-    minutes = whole // 60
-    if minutes < 10:
-        rest = whole % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = whole // 3600
-    if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        rest = hours % 24
-        return f"{hours // 24}d{rest}h" if rest else f"{hours // 24}d"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        rest = (hours // 24) % 365
-        years = hours // 24 // 365
-        return f"{years}y{rest}d" if rest else f"{years}y"
-    return f"{hours // 24 // 365}y"
-
-
-def age(timestamp: str | None, now: datetime | None = None) -> str:
-    """The time since an RFC 3339 timestamp, like kubectl's AGE column."""
-    when = parse_timestamp(timestamp)
-    if when is None:
-        return "<unknown>"
-    now = now or datetime.now(UTC)
-    return human_duration((now - when).total_seconds())
-
-
-def format_labels(labels: dict[str, str] | None) -> str:
-    """`a=1,b=2` in key order, or `<none>`."""
-    if not labels:
-        return "<none>"
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+__all__ = ["age", "format_labels", "human_duration", "parse_timestamp"]
 
 
 class TableLayout:

@@ -11,6 +11,10 @@ Adding a component is one entry in COMPONENTS. Every component gets
 environment (KUBELITE_METRICS_PORT), which config.add_flag reads as the
 default of --metrics-port, so a component without metrics is not broken by it.
 
+Kubernetes' own names for the node-loss timings (PASSED_ON: grace period,
+tolerations, eviction rates, the kubelets' lease and status intervals) are
+accepted and passed on to the component that owns each.
+
 Shutdown stops the children in the reverse order of their start, each with
 SIGTERM and then SIGKILL after a grace period. Children run in their own
 session so that a Ctrl-C in the terminal reaches only `up`, which then stops
@@ -19,6 +23,7 @@ them in order. If a child dies on its own, `up` reports it and shuts down.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import signal
@@ -42,6 +47,7 @@ from kubelite.localcluster import (
     free_port,
     python_module_argv,
     wait_healthy,
+    write_kubeconfig,
 )
 
 DEFAULT_DATA_DIR = ".kubelite"
@@ -57,6 +63,13 @@ class UpOptions:
     data_dir: str = DEFAULT_DATA_DIR
     nodes: int = 1
     metrics_port: int = 0  # the apiserver's; 0 picks a free port
+    rest_listen: str = ""  # the REST API's; empty: the gRPC port + 1 if free, else any
+    # (component module, flag, value): Kubernetes' own flags, passed on (PASSED_ON).
+    component_flags: tuple[tuple[str, str, str], ...] = ()
+
+    def flags_for(self, module: str) -> list[str]:
+        return [arg for comp, flag, value in self.component_flags if comp == module
+                for arg in (flag, value)]
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,54 @@ COMPONENTS: tuple[Component, ...] = (
 )
 
 
+#: Flags `up` takes under their Kubernetes names and hands to the component that owns them,
+#: so that a demo can shorten the node-loss timings: flag -> (component, help).
+PASSED_ON: dict[str, tuple[str, str]] = {
+    "--default-not-ready-toleration-seconds": (
+        "apiserver", "seconds pods tolerate a NotReady node before eviction (default 300)"),
+    "--default-unreachable-toleration-seconds": (
+        "apiserver", "seconds pods tolerate an unreachable node before eviction (default 300)"),
+    "--node-monitor-grace-period": (
+        "controller", "seconds a node may stay silent before it is marked Unknown (default 40)"),
+    "--node-monitor-period": ("controller", "seconds between node health passes (default 5)"),
+    "--node-eviction-rate": ("controller", "nodes per second to evict from (default 0.1)"),
+    "--secondary-node-eviction-rate": (
+        "controller", "the same in an unhealthy zone (default 0.01)"),
+    "--unhealthy-zone-threshold": (
+        "controller", "fraction of NotReady nodes that makes a zone unhealthy (default 0.55)"),
+    "--large-cluster-size-threshold": (
+        "controller", "zones up to this size stop evicting when unhealthy (default 50)"),
+    "--node-lease-duration": ("kubelet", "the kubelets' node Lease duration (default 40)"),
+    "--node-lease-renew-interval": (
+        "kubelet", "seconds between the kubelets' Lease renewals (default 10)"),
+    "--node-status-update-frequency": (
+        "kubelet", "seconds between the kubelets' node status updates (default 10)"),
+}
+
+
+def add_passed_on_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, (component, text) in PASSED_ON.items():
+        parser.add_argument(flag, metavar="N", type=_number, help=f"{component}: {text}")
+
+
+def passed_on(args: argparse.Namespace) -> tuple[tuple[str, str, str], ...]:
+    """The (component, flag, value) triples of the PASSED_ON flags that were given."""
+    out = []
+    for flag, (component, _) in PASSED_ON.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            out.append((component, flag, value))
+    return tuple(out)
+
+
+def _number(text: str) -> str:
+    try:
+        float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return text
+
+
 class Shutdown(Exception):
     """Raised by the signal handler: stop everything and exit 0."""
 
@@ -149,6 +210,17 @@ def check_port_free(address: str) -> None:
             raise CliError(f"cannot listen on {address}: {err.strerror}") from None
 
 
+def _rest_address(listen: str) -> str:
+    """The REST API's address: next to the gRPC port when that one is free."""
+    host, port = split_address(listen)
+    candidate = f"{host}:{port + 1}"
+    try:
+        check_port_free(candidate)
+        return candidate
+    except CliError:
+        return f"{host}:{free_port(host)}"
+
+
 class LocalCluster:
     """The running children, in start order."""
 
@@ -179,8 +251,11 @@ class LocalCluster:
             self.children.append(self.redis.process)
             redis_url = self.redis.url
         metrics_port = options.metrics_port or free_port()
+        rest_listen = options.rest_listen or _rest_address(options.listen)
         apiserver = apiserver_process(self.log_dir, listen=options.listen, redis_url=redis_url,
-                                      metrics_port=metrics_port)
+                                      metrics_port=metrics_port,
+                                      extra=("--rest-listen", rest_listen,
+                                             *options.flags_for("apiserver")))
         self.children.append(apiserver)  # before start: a signal may arrive at any moment
         apiserver.start()
         try:
@@ -196,14 +271,17 @@ class LocalCluster:
                 name = component.instance_name(index, count)
                 argv = python_module_argv(f"services.{component.module}",
                                           "--server", options.listen,
-                                          *component.args(options, index, self.data_dir))
+                                          *component.args(options, index, self.data_dir),
+                                          *options.flags_for(component.module))
                 port = free_port()
                 env = {"KUBELITE_METRICS_PORT": str(port)}
                 process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env)
                 self.children.append(process)
                 self.metrics[name] = port
                 process.start()
+        kubeconfig = write_kubeconfig(self.data_dir / "kubeconfig", f"http://{rest_listen}")
         self.say(f"kubelite is up: apiserver at {options.listen}")
+        self.say(f"  REST:    http://{rest_listen} (Kubernetes API; kubeconfig: {kubeconfig})")
         self.say(f"  redis:   {redis_url}"
                  + (f" (data in {self.redis.workdir})" if self.redis else ""))
         self.say("  metrics:")
@@ -214,6 +292,8 @@ class LocalCluster:
                     if self.redis and self.redis.process else ""))
         started = ", ".join(f"{c.name} (pid {c.pid})" for c in self.children)
         self.say(f"  processes: {started}")
+        self.say("For kubectl and the Kubernetes client libraries:")
+        self.say(f"export KUBECONFIG={kubeconfig}")
         self.say("Press Ctrl-C to stop.")
 
     def watch_children(self) -> None:

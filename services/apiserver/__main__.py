@@ -19,6 +19,7 @@ from kubelite.errors import UnavailableError
 from kubelite.resources import RESOURCES
 from kubelite.supervise import spawn
 
+from . import rest
 from .allocators import ServiceAllocator
 from .metrics import track_storage
 from .registry import Registry
@@ -33,6 +34,7 @@ log = logging.getLogger("kubelite.apiserver")
 @dataclass(frozen=True)
 class Config:
     listen: str
+    rest_listen: str
     redis_url: str
     metrics_port: int
     metrics_address: str
@@ -46,11 +48,14 @@ class Config:
     service_node_port_range: tuple[int, int]
     shutdown_grace: float
     log_level: str
+    toleration_seconds: tuple[int, int] = (300, 300)  # (not-ready, unreachable)
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(prog="kubelite-apiserver", description=__doc__)
     add_flag(p, "--listen", default="127.0.0.1:6443", help="gRPC address to serve on")
+    add_flag(p, "--rest-listen", default="",
+             help="HOST:PORT for Kubernetes' REST API (plain HTTP; empty: off)")
     add_flag(p, "--redis-url", default="redis://127.0.0.1:6379/0", help="Redis to store in")
     add_flag(p, "--metrics-port", default=0, help="Prometheus metrics port (0: off)")
     add_flag(p, "--metrics-address", default="127.0.0.1", help="metrics bind address")
@@ -71,12 +76,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
              help="DEPRECATED, ignored: the controller manager's --event-ttl expires Events")
     add_flag(p, "--shutdown-grace", default=5.0, help="seconds to finish calls on SIGTERM")
     add_flag(p, "--log-level", default="info", help="debug, info, warning or error")
+    add_flag(p, "--default-not-ready-toleration-seconds", default=300,
+             help="the tolerationSeconds every pod gets for node.kubernetes.io/not-ready:NoExecute")
+    add_flag(p, "--default-unreachable-toleration-seconds", default=300,
+             help="the tolerationSeconds every pod gets for "
+                  "node.kubernetes.io/unreachable:NoExecute")
     a = p.parse_args(argv)
     if a.event_ttl:
         log.warning("--event-ttl is deprecated and ignored: Events now expire in the "
                     "controller manager (its --event-ttl)")
     return Config(
-        listen=a.listen, redis_url=a.redis_url, metrics_port=a.metrics_port,
+        listen=a.listen, rest_listen=a.rest_listen, redis_url=a.redis_url,
+        metrics_port=a.metrics_port,
         metrics_address=a.metrics_address, history=a.history,
         watch_cache_size=a.watch_cache_size, bookmark_interval=a.bookmark_interval,
         storage_timeout=a.storage_timeout, key_prefix=a.key_prefix,
@@ -84,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         service_cluster_ip_range=a.service_cluster_ip_range,
         service_node_port_range=_port_range(p, a.service_node_port_range),
         shutdown_grace=a.shutdown_grace, log_level=a.log_level,
+        toleration_seconds=(a.default_not_ready_toleration_seconds,
+                            a.default_unreachable_toleration_seconds),
     )
 
 
@@ -116,7 +129,8 @@ async def serve(config: Config) -> None:
                       timeout=config.storage_timeout)
     registry = Registry(storage, schema_version=config.schema_version,
                         services=ServiceAllocator(config.service_cluster_ip_range,
-                                                  config.service_node_port_range))
+                                                  config.service_node_port_range),
+                        toleration_seconds=config.toleration_seconds)
     # The ring never reaches further back than the stream, so that a revision
     # trimmed from --history is OUT_OF_RANGE whichever of the two would serve it.
     cache = WatchCache(storage, size=min(config.watch_cache_size, config.history))
@@ -127,8 +141,8 @@ async def serve(config: Config) -> None:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.so_reuseport", 0),  # a second apiserver on the port must fail, not share it
     ])
-    api_pb2_grpc.add_ApiServicer_to_server(
-        ApiService(registry, cache, bookmark_interval=config.bookmark_interval), server)
+    service = ApiService(registry, cache, bookmark_interval=config.bookmark_interval)
+    api_pb2_grpc.add_ApiServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([
@@ -144,8 +158,18 @@ async def serve(config: Config) -> None:
         start_http_server(config.metrics_port, addr=config.metrics_address)
     await server.start()
     await cache.start()
+    rest_runner = None
+    if config.rest_listen:
+        try:
+            rest_runner = await rest.start(service, listen=config.rest_listen,
+                                           schema_version=config.schema_version,
+                                           shutdown_grace=config.shutdown_grace)
+        except OSError as err:
+            raise SystemExit(f"kubelite-apiserver: cannot listen on {config.rest_listen}: "
+                             f"{err.strerror}") from None
     log.info("apiserver started", extra={"kv": {
-        "listen": config.listen, "redis": config.redis_url, "schemas": config.schema_version,
+        "listen": config.listen, "rest_listen": config.rest_listen, "redis": config.redis_url,
+        "schemas": config.schema_version,
         "metrics_port": config.metrics_port}})
     # One-shot, and it retries Redis itself; a bug in it must still not pass silently.
     bootstrap = spawn("apiserver-bootstrap", lambda: _bootstrap(registry, health_servicer),
@@ -162,8 +186,12 @@ async def serve(config: Config) -> None:
     await health_servicer.enter_graceful_shutdown()
     bootstrap.cancel()
     storage_metrics.cancel()
+    if rest_runner is not None:
+        await rest_runner.shutdown()
     await cache.stop()
     await server.stop(config.shutdown_grace)
+    if rest_runner is not None:
+        await rest_runner.cleanup()
     await storage.close()
 
 

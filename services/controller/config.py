@@ -27,8 +27,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
-                     "nodelifecycle", "horizontalpodautoscaling", "disruption", "namespace",
-                     "eventexpiry", "replicationcontroller", "job",
+                     "nodelifecycle", "tainteviction", "horizontalpodautoscaling",
+                     "disruption", "namespace", "eventexpiry", "replicationcontroller", "job",
                      "ttl-after-finished", "cronjob")
 
 
@@ -50,6 +50,10 @@ class Config:
     hpa_initial_readiness_delay: float = 30.0
     event_ttl: float = 3600.0
     disruption_deletion_timeout: float = 120.0
+    node_eviction_rate: float = 0.1
+    secondary_node_eviction_rate: float = 0.01
+    unhealthy_zone_threshold: float = 0.55
+    large_cluster_size_threshold: int = 50
     job_backoff_base: float = 10.0
     job_backoff_max: float = 360.0
     cronjob_clock_offset: float = 0.0
@@ -119,6 +123,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
              help="seconds a node's lease may go unrenewed before it is marked Unknown")
     add_flag(p, "--node-monitor-period", default=5.0,
              help="seconds between checks of every node's lease")
+    add_flag(p, "--node-eviction-rate", default=0.1,
+             help="nodes per second whose pods may start being evicted (NoExecute-tainted), "
+                  "per zone, while the zone is healthy")
+    add_flag(p, "--secondary-node-eviction-rate", default=0.01,
+             help="the same, in a zone where at least --unhealthy-zone-threshold of the nodes "
+                  "are not ready (0 in zones of at most --large-cluster-size-threshold nodes)")
+    add_flag(p, "--unhealthy-zone-threshold", default=0.55,
+             help="fraction of not-ready nodes (more than 2) that makes a zone unhealthy")
+    add_flag(p, "--large-cluster-size-threshold", default=50,
+             help="zones of at most this many nodes stop evicting while unhealthy")
     add_flag(p, "--gc-resources", default="pods,replicasets,deployments,services,endpoints,"
              "configmaps,horizontalpodautoscalers,replicationcontrollers,jobs,cronjobs",
              help="resources whose ownerReferences the garbage collector follows")
@@ -158,6 +172,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         resources = gc_resources(args.gc_resources)
     except ValueError as err:
         p.error(str(err))
+    if args.node_eviction_rate < 0 or args.secondary_node_eviction_rate < 0:
+        p.error("--node-eviction-rate and --secondary-node-eviction-rate must not be negative")
+    if not 0 < args.unhealthy_zone_threshold <= 1:
+        p.error("--unhealthy-zone-threshold must be in (0, 1]")
     if args.event_ttl <= 0:
         p.error("--event-ttl must be positive")
     if args.cronjob_clock_rate <= 0:
@@ -181,6 +199,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         hpa_initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
         event_ttl=args.event_ttl,
         disruption_deletion_timeout=args.disruption_deletion_timeout,
+        node_eviction_rate=args.node_eviction_rate,
+        secondary_node_eviction_rate=args.secondary_node_eviction_rate,
+        unhealthy_zone_threshold=args.unhealthy_zone_threshold,
+        large_cluster_size_threshold=args.large_cluster_size_threshold,
         job_backoff_base=args.job_backoff_base,
         job_backoff_max=args.job_backoff_max,
         cronjob_clock_offset=args.cronjob_clock_offset,

@@ -30,7 +30,9 @@ from .job import JobController
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController, ReplicationControllerController
+from .taintmanager import TaintEvictionController
 from .ttlafterfinished import TTLAfterFinishedController
+from .zones import EvictionRates
 
 log = logging.getLogger("kubelite.controller")
 
@@ -54,7 +56,11 @@ BUILDERS: dict[str, Builder] = {
         client, factory, resources=config.gc_resources),
     "nodelifecycle": lambda client, factory, config: NodeLifecycleController(
         client, factory, grace_period=config.node_monitor_grace_period,
-        monitor_period=config.node_monitor_period),
+        monitor_period=config.node_monitor_period,
+        rates=EvictionRates(config.node_eviction_rate, config.secondary_node_eviction_rate,
+                            config.unhealthy_zone_threshold,
+                            config.large_cluster_size_threshold)),
+    "tainteviction": lambda client, factory, config: TaintEvictionController(client, factory),
     "horizontalpodautoscaling": lambda client, factory, config: HorizontalPodAutoscalerController(
         client, factory, sync_period=config.hpa_sync_period,
         downscale_stabilization=config.hpa_downscale_stabilization,

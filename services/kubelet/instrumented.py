@@ -42,6 +42,9 @@ class InstrumentedRuntime:
     async def close(self) -> None:
         await self.inner.close()
 
+    async def status(self) -> str:
+        return await self._timed("status", self.inner.status())
+
     async def run_pod_sandbox(self, config: PodSandboxConfig, *,
                               preferred_ip: str = "") -> PodSandbox:
         return await self._timed("run_podsandbox",

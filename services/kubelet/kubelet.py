@@ -72,7 +72,8 @@ class Kubelet:
             list_pods=self.pods.list,
             images=runtime if isinstance(runtime, ImageService) else None,
         )
-        self.node = NodeAgent(client, config, runtime_version=runtime.version)
+        self.node = NodeAgent(client, config, runtime_version=runtime.version,
+                              runtime_status=self.runtime.status)
         self.pleg = PLEG(self.runtime, period=config.pleg_relist_period,
                          on_change=self.queue.add)
         self.stats = StatsSampler(self.runtime, node_name=config.node_name,

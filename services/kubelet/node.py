@@ -7,7 +7,9 @@
 - `run()` renews the Lease `kube-node-lease/<node>` every renew interval (the
   cheap heartbeat the node lifecycle controller reads) and rewrites the
   conditions' lastHeartbeatTime every status update period. A Node deleted
-  behind our back is registered again.
+  behind our back is registered again. Before each status update it asks the
+  container runtime whether it is healthy: if not, Ready is False
+  (KubeletNotReady, "container runtime is down: ...") until it is again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import platform
 import random
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +34,7 @@ log = logging.getLogger("kubelite.kubelet.node")
 Obj = dict[str, Any]
 KUBELET_VERSION = "v1.30.0-kubelite.0.1.0"
 LEASE_NAMESPACE = "kube-node-lease"
+RUNTIME_STATUS_TIMEOUT = 5.0
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
          "s390x": "s390x"}
@@ -84,14 +88,21 @@ def node_labels(config: KubeletConfig) -> dict[str, str]:
     return labels
 
 
-def ready_conditions(existing: list[Obj] | None, now: str) -> list[Obj]:
-    """The node conditions the kubelet reports, transition times kept when unchanged."""
+def ready_conditions(existing: list[Obj] | None, now: str, *,
+                     runtime_error: str = "") -> list[Obj]:
+    """The node conditions the kubelet reports, transition times kept when unchanged.
+
+    Ready is False (KubeletNotReady) while the container runtime reports an error.
+    """
+    ready = (("Ready", "True", "KubeletReady", "kubelet is posting ready status")
+             if not runtime_error else
+             ("Ready", "False", "KubeletNotReady", f"container runtime is down: {runtime_error}"))
     wanted = [
         ("MemoryPressure", "False", "KubeletHasSufficientMemory",
          "kubelet has sufficient memory available"),
         ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
         ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ready,
     ]
     old = {c.get("type"): c for c in existing or []}
     out = []
@@ -105,10 +116,13 @@ def ready_conditions(existing: list[Obj] | None, now: str) -> list[Obj]:
 
 
 class NodeAgent:
-    def __init__(self, client: Client, config: KubeletConfig, *, runtime_version: str) -> None:
+    def __init__(self, client: Client, config: KubeletConfig, *, runtime_version: str,
+                 runtime_status: Callable[[], Awaitable[str]] | None = None) -> None:
         self.client = client
         self.config = config
         self.runtime_version = runtime_version
+        self.runtime_status = runtime_status
+        self.runtime_error = ""  # the runtime's last answer: "" is healthy
         self.node_uid = ""
         self._lease: Obj | None = None
 
@@ -126,7 +140,8 @@ class NodeAgent:
                           {"type": "Hostname", "address": socket.gethostname()}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.port}},
             "nodeInfo": node_info(self.runtime_version),
-            "conditions": ready_conditions(status.get("conditions"), now_rfc3339()),
+            "conditions": ready_conditions(status.get("conditions"), now_rfc3339(),
+                                           runtime_error=self.runtime_error),
         })
         status.pop("phase", None)
         return status
@@ -182,7 +197,25 @@ class NodeAgent:
         node = dict(node, status=self.desired_status(node))
         return await self.client.update_status("nodes", node)
 
+    async def check_runtime(self) -> None:
+        if self.runtime_status is None:
+            return
+        try:
+            error = await asyncio.wait_for(self.runtime_status(), RUNTIME_STATUS_TIMEOUT)
+        except TimeoutError:
+            error = f"the runtime did not answer its status check within " \
+                    f"{RUNTIME_STATUS_TIMEOUT:.0f}s"
+        except Exception as err:  # noqa: BLE001 - any failure of the check is an unhealthy runtime
+            error = f"{type(err).__name__}: {err}"
+        if error != self.runtime_error:
+            (log.warning if error else log.info)(
+                "container runtime is down; node NotReady" if error
+                else "container runtime is healthy again",
+                extra={"kv": {"node": self.name, "error": error}})
+        self.runtime_error = error
+
     async def update_status(self) -> None:
+        await self.check_runtime()
         try:
             node = await self.client.get("nodes", self.name)
         except NotFoundError:

@@ -163,6 +163,10 @@ class Runtime(Protocol):
     async def close(self) -> None:
         """Releases the runtime's resources; running containers keep running."""
 
+    async def status(self) -> str:
+        """"" when the runtime can run containers, else why not (CRI's RuntimeReady
+        condition): the kubelet reports its node NotReady meanwhile."""
+
     # -- sandboxes ------------------------------------------------------------
 
     async def run_pod_sandbox(self, config: PodSandboxConfig, *,

@@ -94,6 +94,7 @@ DEFAULT_INFRA_IMAGE = "kubelite:latest"
 INFRA_COMMAND = ("sleep", "infinity")
 POOL_SIZE = 16
 START_TIMEOUT = 10.0  # a container created but not started for this long never will be
+STATUS_TIMEOUT = 3.0  # an engine that does not answer /_ping within this is down
 STOP_AFTER_KILL = 10.0
 EXEC_OUTPUT_LIMIT = 10 * 1024
 LOG_QUEUE = 64
@@ -295,6 +296,21 @@ class DockerRuntime:
                                 f"{self.docker_host or 'DOCKER_HOST or the default socket'}: "
                                 f"{err}") from err
         self.version = f"docker://{version.get('Version', 'unknown')}"
+
+    async def status(self) -> str:
+        """Healthy while the engine answers /_ping (with a timeout of its own, so that a
+        hung engine cannot hold a pool thread for the client's minute)."""
+        if self._api is None:
+            return "not connected to the Docker engine"
+
+        def ping() -> int:
+            return self.api._get(self.api._url("/_ping"), timeout=STATUS_TIMEOUT).status_code
+
+        try:
+            code = await self._call(ping)
+        except RuntimeError_ as err:
+            return str(err)
+        return "" if code == 200 else f"the Docker engine answered /_ping with HTTP {code}"
 
     async def start(self) -> None:
         """Checks the network and the infra image, and adopts what an earlier kubelet left."""

@@ -197,6 +197,20 @@ class ProcessRuntime:
                              created_at=config.get("createdAt", 0.0))
             self._records[record.id] = record
 
+    async def status(self) -> str:
+        """Healthy while the state directory takes writes: without it no shim can record
+        a container's start or exit, so nothing may be started."""
+        return await asyncio.to_thread(self._probe_state_dir)
+
+    def _probe_state_dir(self) -> str:
+        probe = self.containers_dir / ".health"
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as err:
+            return f"the state directory {self.containers_dir} takes no writes: {err}"
+        return ""
+
     async def close(self) -> None:
         """Leaves every container running; only reaps the shims that already exited."""
         for cid, child in list(self._children.items()):

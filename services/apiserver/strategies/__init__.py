@@ -7,9 +7,13 @@ in STRATEGIES (a kind with no rules of its own names the base Strategy there).
 
 from __future__ import annotations
 
-from kubelite.resources import RESOURCES
+import functools
+from typing import Any
+
+from kubelite.resources import RESOURCES, ResourceInfo
 
 from ..allocators import ServiceAllocator
+from ..validation import validate_schema
 from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import Dependencies, Strategy
 from .batch import CronJobStrategy, JobStrategy
@@ -18,7 +22,7 @@ from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
 from .replicationcontroller import ReplicationControllerStrategy
 from .service import ServiceStrategy
-from .simple import DataStrategy, EndpointsStrategy, LeaseStrategy
+from .simple import ConfigMapStrategy, EndpointsStrategy, EventStrategy, LeaseStrategy
 from .workloads import DeploymentStrategy, ReplicaSetStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -27,8 +31,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Pod": PodStrategy,
     "Service": ServiceStrategy,
     "Endpoints": EndpointsStrategy,
-    "Event": DataStrategy,
-    "ConfigMap": DataStrategy,
+    "Event": EventStrategy,
+    "ConfigMap": ConfigMapStrategy,
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
     "ReplicationController": ReplicationControllerStrategy,
@@ -40,10 +44,24 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def build(*, allocator: ServiceAllocator) -> dict[str, Strategy]:
-    """A strategy for every served kind, keyed by kind."""
-    deps = Dependencies(allocator=allocator)
+@functools.cache
+def _for_reading() -> dict[str, Strategy]:
+    return build(allocator=ServiceAllocator("127.96.0.0/16", (30000, 32767)))
+
+
+def validate_stored(info: ResourceInfo, obj: dict[str, Any], version: str) -> None:
+    """Everything an object must satisfy at rest: the checks of a write, for a read-back."""
+    validate_schema(info, obj, version)
+    _for_reading()[info.kind].validate(obj)
+
+
+def build(*, allocator: ServiceAllocator, toleration_seconds: tuple[int, int] = (300, 300),
+          ) -> dict[str, Strategy]:
+    """A strategy for every served kind, keyed by kind; toleration_seconds are the
+    DefaultTolerationSeconds admission's (not-ready, unreachable)."""
+    deps = Dependencies(allocator=allocator, not_ready_toleration_seconds=toleration_seconds[0],
+                        unreachable_toleration_seconds=toleration_seconds[1])
     return {info.kind: STRATEGIES[info.kind](info, deps) for info in RESOURCES}
 
 
-__all__ = ["STRATEGIES", "Dependencies", "Strategy", "build"]
+__all__ = ["STRATEGIES", "Dependencies", "Strategy", "build", "validate_stored"]

@@ -25,6 +25,15 @@ _NONNEGATIVE = ("parallelism", "completions", "backoffLimit", "activeDeadlineSec
 _MAX_CRONJOB_NAME = 52  # the Job's name adds "-" and up to 11 digits of minutes
 
 
+def _dict(value: Any) -> Obj:
+    return value if isinstance(value, dict) else {}
+
+
+def _template_spec(path: str, spec: Obj) -> list[tuple[str, Obj]]:
+    pod = _dict(spec.get("template")).get("spec")
+    return [(path, pod)] if isinstance(pod, dict) else []
+
+
 def _nonnegative(problems: Problems, path: str, value: Any) -> None:
     if isinstance(value, int) and value < 0:
         problems.add(path, f"Invalid value: {value}: must be greater than or equal to 0")
@@ -43,18 +52,20 @@ def check_job_template(problems: Problems, path: str, spec: Obj) -> None:
                      'values: "NonIndexed", "Indexed"')
     if mode == "Indexed" and spec.get("completions") is None:
         problems.add(f"{path}.completions", "Required value: when completion mode is Indexed")
-    template = spec.get("template") or {}
-    pod = template.get("spec") or {}
+    template = _dict(spec.get("template"))
+    pod = _dict(template.get("spec"))
     policy = pod.get("restartPolicy")
     if policy not in ("OnFailure", "Never"):
         problems.add(f"{path}.template.spec.restartPolicy", f'Unsupported value: "{policy}": '
                      'supported values: "OnFailure", "Never"')
     failure_policy = spec.get("podFailurePolicy")
-    if failure_policy is not None:
+    if isinstance(failure_policy, dict):
         if policy != "Never":
             problems.add(f"{path}.podFailurePolicy", "Invalid value: only \"Never\" is "
                          "supported when podFailurePolicy is specified")
         for i, rule in enumerate(failure_policy.get("rules") or []):
+            if not isinstance(rule, dict):
+                continue
             rpath = f"{path}.podFailurePolicy.rules[{i}]"
             action = rule.get("action")
             if action not in _POLICY_ACTIONS:
@@ -63,7 +74,7 @@ def check_job_template(problems: Problems, path: str, spec: Obj) -> None:
             if bool(rule.get("onExitCodes")) == bool(rule.get("onPodConditions")):
                 problems.add(rpath, "Invalid value: specifying one of onExitCodes and "
                              "onPodConditions is required")
-            codes = rule.get("onExitCodes") or {}
+            codes = _dict(rule.get("onExitCodes"))
             if codes and codes.get("operator") not in ("In", "NotIn"):
                 problems.add(f"{rpath}.onExitCodes.operator", f'Unsupported value: '
                              f'"{codes.get("operator")}": supported values: "In", "NotIn"')
@@ -71,7 +82,7 @@ def check_job_template(problems: Problems, path: str, spec: Obj) -> None:
                 problems.add(f"{rpath}.onExitCodes.values", "Invalid value: 0: must not be 0 "
                              "for the In operator")
     check_labels(problems, f"{path}.template.metadata.labels",
-                 (template.get("metadata") or {}).get("labels"))
+                 _dict(template.get("metadata")).get("labels"))
     check_pod_spec(problems, f"{path}.template.spec", pod)
 
 
@@ -111,13 +122,11 @@ class JobStrategy(Strategy):
             labels.setdefault(JOB_NAME_LABEL, name)
         spec.setdefault("selector", {"matchLabels": {CONTROLLER_UID_LABEL: uid}})
 
-    def validate(self, obj: Obj) -> None:
-        super().validate(obj)
-        problems = Problems(self.info, str(obj["metadata"].get("name", "")))
-        spec = obj.get("spec") or {}
+    def check(self, problems: Problems, obj: Obj) -> None:
+        spec = _dict(obj.get("spec"))
         check_job_template(problems, "spec", spec)
         selector = spec.get("selector")
-        labels = (((spec.get("template") or {}).get("metadata") or {}).get("labels")) or {}
+        labels = _dict(_dict(_dict(spec.get("template")).get("metadata")).get("labels"))
         if not selector:
             problems.add("spec.selector", "Required value")
         else:
@@ -128,7 +137,9 @@ class JobStrategy(Strategy):
                                  "match template `labels`")
             except InvalidError as err:
                 problems.add("spec.selector", f"Invalid value: {err.message}")
-        problems.raise_if_any()
+
+    def pod_specs(self, obj: Obj) -> list[tuple[str, Obj]]:
+        return _template_spec("spec.template.spec", _dict(obj.get("spec")))
 
     def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
         old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
@@ -167,16 +178,14 @@ class CronJobStrategy(Strategy):
             "template", {})
         defaults.pod_spec(template.setdefault("spec", {}))
 
-    def validate(self, obj: Obj) -> None:
-        super().validate(obj)
-        name = str(obj["metadata"].get("name", ""))
-        problems = Problems(self.info, name)
+    def check(self, problems: Problems, obj: Obj) -> None:
+        name = str(_dict(obj.get("metadata")).get("name", ""))
         if len(name) > _MAX_CRONJOB_NAME:
             problems.add("metadata.name", f'Invalid value: "{name}": must be no more than '
                          f"{_MAX_CRONJOB_NAME} characters")
-        spec = obj.get("spec") or {}
+        spec = _dict(obj.get("spec"))
         schedule = spec.get("schedule")
-        if not schedule:
+        if not isinstance(schedule, str) or not schedule:
             problems.add("spec.schedule", "Required value")
         else:
             try:
@@ -184,7 +193,7 @@ class CronJobStrategy(Strategy):
             except cron.ScheduleError as err:
                 problems.add("spec.schedule", f'Invalid value: "{schedule}": {err}')
         zone = spec.get("timeZone")
-        if zone is not None:
+        if isinstance(zone, str):
             try:
                 cron.time_zone(zone)
             except cron.ScheduleError as err:
@@ -196,9 +205,12 @@ class CronJobStrategy(Strategy):
         for key in ("startingDeadlineSeconds", "successfulJobsHistoryLimit",
                     "failedJobsHistoryLimit"):
             _nonnegative(problems, f"spec.{key}", spec.get(key))
-        job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+        job_spec = _dict(_dict(spec.get("jobTemplate")).get("spec"))
         check_job_template(problems, "spec.jobTemplate.spec", job_spec)
         if job_spec.get("selector") and not job_spec.get("manualSelector"):
             problems.add("spec.jobTemplate.spec.selector", "Invalid value: `selector` will "
                          "be auto-generated")
-        problems.raise_if_any()
+
+    def pod_specs(self, obj: Obj) -> list[tuple[str, Obj]]:
+        job = _dict(_dict(_dict(obj.get("spec")).get("jobTemplate")).get("spec"))
+        return _template_spec("spec.jobTemplate.spec.template.spec", job)

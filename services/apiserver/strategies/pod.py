@@ -1,13 +1,16 @@
-"""Pods: defaults of the spec, the initial phase and QoS class, what an update may
-change, and the graceful deletion a kubelet completes."""
+"""Pods: defaults of the spec, the initial phase and QoS class, the default
+tolerations of lost nodes, what an update may change, and the graceful deletion a
+kubelet completes."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+from kubelite.taints import default_tolerations
+
 from .. import defaults
-from ..validation import Problems
+from ..validation import Problems, check_pod
 from .base import Obj, Strategy
 
 
@@ -16,9 +19,22 @@ class PodStrategy(Strategy):
         obj["status"] = {"phase": "Pending",
                          "qosClass": defaults.qos_class(obj.get("spec") or {})}
         self.defaults(obj)
+        # The DefaultTolerationSeconds admission: on create only, as Kubernetes runs it.
+        spec = obj["spec"]
+        spec["tolerations"] = default_tolerations(
+            spec.get("tolerations") or (),
+            not_ready_seconds=self.deps.not_ready_toleration_seconds,
+            unreachable_seconds=self.deps.unreachable_toleration_seconds)
 
     def defaults(self, obj: Obj) -> None:
         defaults.pod_spec(obj.setdefault("spec", {}))
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_pod(problems, obj)
+
+    def pod_specs(self, obj: Obj) -> list[tuple[str, Obj]]:
+        spec = obj.get("spec")
+        return [("spec", spec)] if isinstance(spec, dict) else []
 
     def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
         old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}

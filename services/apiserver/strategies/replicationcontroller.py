@@ -29,15 +29,13 @@ class ReplicationControllerStrategy(Strategy):
                     meta["labels"] = dict(labels)
             defaults.pod_spec(template.setdefault("spec", {}))
 
-    def validate(self, obj: Obj) -> None:
-        super().validate(obj)
-        problems = Problems(self.info, str(obj["metadata"].get("name", "")))
-        spec = obj.get("spec") or {}
+    def check(self, problems: Problems, obj: Obj) -> None:
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
         replicas = spec.get("replicas")
         if isinstance(replicas, int) and replicas < 0:
             problems.add("spec.replicas", f"Invalid value: {replicas}: must be greater than or "
                          "equal to 0")
-        selector = spec.get("selector") or {}
+        selector = spec.get("selector") if isinstance(spec.get("selector"), dict) else {}
         if not selector:
             problems.add("spec.selector", "Required value")
         check_labels(problems, "spec.selector", selector)
@@ -46,10 +44,17 @@ class ReplicationControllerStrategy(Strategy):
             problems.add("spec.template", "Required value")
         else:
             labels = (template.get("metadata") or {}).get("labels") or {}
+            if not isinstance(labels, dict):
+                labels = {}
             check_labels(problems, "spec.template.metadata.labels", labels)
             if selector and any(labels.get(k) != v for k, v in selector.items()):
                 problems.add("spec.template.metadata.labels",
                              f"Invalid value: {json.dumps(labels)}: `selector` does not match "
                              "template `labels`")
             check_pod_spec(problems, "spec.template.spec", template.get("spec"))
-        problems.raise_if_any()
+
+    def pod_specs(self, obj: Obj) -> list[tuple[str, Obj]]:
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        template = spec.get("template")
+        pod = template.get("spec") if isinstance(template, dict) else None
+        return [("spec.template.spec", pod)] if isinstance(pod, dict) else []
