@@ -137,6 +137,15 @@ def manifest(kind: str, name: str) -> dict[str, Any]:
                          "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
     elif kind == "Namespace":
         obj["metadata"] = {"name": name}
+    elif kind == "ReplicationController":
+        obj["spec"] = {"replicas": 2, "selector": {"app": "web"}, "template": _template()}
+    elif kind in ("Job", "CronJob"):
+        template = _template()
+        template["spec"]["restartPolicy"] = "OnFailure"
+        job = {"completions": 2, "parallelism": 1, "backoffLimit": 2, "template": template}
+        obj["spec"] = job if kind == "Job" else {
+            "schedule": "*/5 * * * *", "timeZone": "Europe/Paris",
+            "concurrencyPolicy": "Forbid", "jobTemplate": {"spec": job}}
     elif kind == "PodDisruptionBudget":
         obj["spec"] = {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}},
                        "unhealthyPodEvictionPolicy": "IfHealthyBudget"}

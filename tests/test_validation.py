@@ -29,6 +29,15 @@ def test_every_kind_validates_a_minimal_object(info) -> None:
         obj["spec"] = {"selector": {"matchLabels": {"a": "b"}},
                        "template": {"metadata": {"labels": {"a": "b"}},
                                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}
+    elif info.kind == "ReplicationController":
+        obj["spec"] = {"selector": {"app": "kubia"},
+                       "template": {"metadata": {"labels": {"app": "kubia"}},
+                                    "spec": {"containers": [{"name": "c", "image": "i"}]}}}
+    elif info.kind in ("Job", "CronJob"):
+        job = {"template": {"spec": {"containers": [{"name": "c", "image": "i"}],
+                                     "restartPolicy": "Never"}}}
+        obj["spec"] = job if info.kind == "Job" else {"schedule": "* * * * *",
+                                                      "jobTemplate": {"spec": job}}
     elif info.kind == "Pod":
         obj["spec"] = {"containers": [{"name": "c", "image": "i"}]}
     elif info.kind == "HorizontalPodAutoscaler":

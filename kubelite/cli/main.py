@@ -148,6 +148,8 @@ def build_parser() -> Parser:
     p.add_argument("targets", nargs="*", metavar="namespace NAME")
     p.add_argument("-f", "--filename", action="append", default=[], dest="files",
                    metavar="FILE")
+    p.add_argument("--from", dest="from_", default="", metavar="cronjob/NAME",
+                   help="create job NAME: the CronJob whose jobTemplate the Job runs")
 
     add_workload_commands(commands, common)
     drain.add_commands(commands, common, duration=duration)
@@ -316,7 +318,7 @@ async def dispatch(args: argparse.Namespace, session: Session) -> int:
                                        label_selector=args.selector, all=args.all)
         return await delete.run(session, args.files, args.targets, options)
     if command == "create":
-        return await create.run(session, args.files, args.targets)
+        return await create.run(session, args.files, args.targets, args.from_)
     if command == "top":
         top_options = top.TopOptions(all_namespaces=args.all_namespaces,
                                      label_selector=args.selector, containers=args.containers,

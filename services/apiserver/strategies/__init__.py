@@ -16,9 +16,11 @@ from ..allocators import ServiceAllocator
 from ..validation import validate_schema
 from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import Dependencies, Strategy
+from .batch import CronJobStrategy, JobStrategy
 from .cluster import NamespaceStrategy, NodeStrategy
 from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .replicationcontroller import ReplicationControllerStrategy
 from .service import ServiceStrategy
 from .simple import ConfigMapStrategy, EndpointsStrategy, EventStrategy, LeaseStrategy
 from .workloads import DeploymentStrategy, ReplicaSetStrategy
@@ -33,6 +35,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "ConfigMap": ConfigMapStrategy,
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
+    "ReplicationController": ReplicationControllerStrategy,
+    "Job": JobStrategy,
+    "CronJob": CronJobStrategy,
     "Lease": LeaseStrategy,
     "HorizontalPodAutoscaler": HorizontalPodAutoscalerStrategy,
     "PodDisruptionBudget": PodDisruptionBudgetStrategy,
