@@ -44,6 +44,7 @@ from kubelite.localcluster import (
     python_module_argv,
     wait_healthy,
 )
+from kubelite.testing.load import Ledger, Writer
 from services.apiserver.storage import (
     EPOCH_BLOCK,
     RV_PLACEHOLDER,
@@ -133,84 +134,6 @@ def ha_apiservers(tmp_path: Path, redis_ha: RedisHA) -> Iterator[Apiservers]:
 
 
 @dataclass
-class Ledger:
-    """Every change anybody saw, by resourceVersion: each must name one (name, counter)."""
-
-    changes: dict[int, tuple[str, int]] = field(default_factory=dict)
-    clashes: list[str] = field(default_factory=list)
-
-    def saw(self, obj: dict[str, Any], source: str) -> None:
-        rv = int(obj["metadata"]["resourceVersion"])
-        change = (obj["metadata"]["name"], int((obj.get("data") or {}).get("v", "-1")))
-        known = self.changes.setdefault(rv, change)
-        if known != change:
-            self.clashes.append(f"rv {rv}: {known} and {change} ({source})")
-
-
-class Writer:
-    """Creates and patches ConfigMaps in a loop; records what was acknowledged."""
-
-    def __init__(self, client: Client, namespace: str, ledger: Ledger) -> None:
-        self.client = client
-        self.namespace = namespace
-        self.ledger = ledger
-        self.counter = 0
-        self.acked: dict[str, int] = {}  # name -> last acknowledged counter
-        self.acked_rvs: list[int] = []
-        self.ack_times: list[float] = []
-        self.failures = 0
-        self._task: asyncio.Task | None = None
-
-    async def _write(self) -> None:
-        self.counter += 1
-        v = self.counter
-        name = f"w-{v % 12}"
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": self.namespace}, "data": {"v": str(v)}}
-        try:
-            if name in self.acked:
-                obj = await self.client.patch("configmaps", name, {"data": {"v": str(v)}},
-                                              namespace=self.namespace)
-            else:
-                try:
-                    obj = await self.client.create("configmaps", body)
-                except ApiError as err:
-                    if err.reason != "AlreadyExists":  # an unacknowledged create survived
-                        raise
-                    obj = await self.client.patch("configmaps", name, {"data": {"v": str(v)}},
-                                                  namespace=self.namespace)
-        except ApiError:
-            self.failures += 1
-            await asyncio.sleep(0.05)
-            return
-        self.acked[name] = v
-        self.acked_rvs.append(int(obj["metadata"]["resourceVersion"]))
-        self.ack_times.append(time.monotonic())
-        self.ledger.saw(obj, "writer")
-
-    async def _run(self) -> None:
-        while True:
-            await self._write()
-            await asyncio.sleep(0.01)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    def longest_gap(self, since: float) -> float:
-        times = [since, *(t for t in self.ack_times if t >= since)]
-        return max(b - a for a, b in zip(times, times[1:], strict=False)) if len(times) > 1 else 0
-
-    async def acks_after(self, moment: float, count: int = 3, within: float = 30.0) -> None:
-        await eventually(lambda: sum(t > moment for t in self.ack_times) >= count,
-                         within=within, what=f"{count} writes acknowledged after the fault")
-
-
-@dataclass
 class Observer:
     """An informer on the namespace's ConfigMaps that logs every event's rv per key."""
 
@@ -253,13 +176,6 @@ async def converged(observers: list[Observer], client: Client, namespace: str,
         return all(o.cache() == truth for o in observers)
 
     await eventually(same, within=30, what="every informer's cache to equal a List")
-
-
-async def assert_acknowledged_present(writer: Writer, client: Client) -> None:
-    listed = await client.list("configmaps", namespace=writer.namespace)
-    final = {o["metadata"]["name"]: int(o["data"]["v"]) for o in listed.items}
-    missing = {name: v for name, v in writer.acked.items() if final.get(name, -1) < v}
-    assert not missing, f"acknowledged writes lost: {missing} (final {final})"
 
 
 async def new_namespace(client: Client) -> str:
@@ -326,7 +242,7 @@ async def test_apiserver_replica_killed(tmp_path: Path, redis_server: RedisServe
             gap = writer.longest_gap(killed)
             await converged(observers, client, namespace, ledger)
             assert not ledger.clashes, ledger.clashes[:5]
-            await assert_acknowledged_present(writer, client)
+            await writer.assert_acknowledged_present(client)
             for observer in observers:
                 assert observer.informer.relists == 0
                 rvs = [rv for _, rv in observer.events]
@@ -366,7 +282,7 @@ async def test_redis_primary_killed(redis_ha: RedisHA, ha_apiservers: Apiservers
     assert new is not None and new is not old
     await converged(observers, ha_client, namespace, ledger)
     assert not ledger.clashes, ledger.clashes[:5]
-    await assert_acknowledged_present(writer, ha_client)
+    await writer.assert_acknowledged_present(ha_client)
     # The new primary's revisions start past anything the old one could hand out.
     assert max(writer.acked_rvs) > EPOCH_BLOCK
     print(f"redis failover: {gap:.2f}s without an acknowledged write "
@@ -460,7 +376,7 @@ async def test_redis_restarted_with_aof_loses_nothing_acknowledged(
             await writer.stop()
             await converged([observer], client, namespace, ledger)
             assert not ledger.clashes, ledger.clashes[:5]
-            await assert_acknowledged_present(writer, client)
+            await writer.assert_acknowledged_present(client)
             await observer.close()
     finally:
         servers.stop()
