@@ -380,6 +380,10 @@ def _configmap_data(obj: Obj, now: datetime) -> str:
     return str(len(obj.get("data") or {}) + len(obj.get("binaryData") or {}))
 
 
+def _secret_type(obj: Obj, now: datetime) -> str:
+    return str(obj.get("type") or "Opaque")
+
+
 def _hpa_reference(obj: Obj, now: datetime) -> str:
     ref = _spec(obj).get("scaleTargetRef") or {}
     return f"{ref.get('kind', '')}/{ref.get('name', '')}"
@@ -462,6 +466,7 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
               Column("REASON", _field("reason")), Column("OBJECT", _event_object),
               Column("MESSAGE", _field("message"))),
     "ConfigMap": (NAME, Column("DATA", _configmap_data), AGE),
+    "Secret": (NAME, Column("TYPE", _secret_type), Column("DATA", _configmap_data), AGE),
     "Lease": (NAME, Column("HOLDER", _field("spec", "holderIdentity")), AGE),
     "HorizontalPodAutoscaler": (NAME, Column("REFERENCE", _hpa_reference),
                                 Column("TARGETS", _hpa_targets),

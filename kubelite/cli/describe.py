@@ -8,6 +8,8 @@ DESCRIBERS; a kind without one shows its spec and status as YAML.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -302,6 +304,21 @@ def describe_configmap(d: Description, cm: Obj) -> None:
         d.text("")
 
 
+def describe_secret(d: Description, secret: Obj) -> None:
+    """Sizes only, as kubectl: a Secret's values are never printed in clear."""
+    d.text("")
+    d.add("Type:", secret.get("type") or "Opaque")
+    d.text("")
+    d.add("Data")
+    d.add("====")
+    for key, value in sorted((secret.get("data") or {}).items()):
+        try:
+            size = len(base64.b64decode(str(value)))
+        except (binascii.Error, ValueError):
+            size = len(str(value))
+        d.add(f"{key}:", f"{size} bytes")
+
+
 def describe_pdb(d: Description, pdb: Obj) -> None:
     spec, status = _spec(pdb), _status(pdb)
     if spec.get("minAvailable") is not None:
@@ -334,6 +351,7 @@ DESCRIBERS: dict[str, Describer] = {
     "Node": describe_node,
     "Namespace": describe_namespace,
     "ConfigMap": describe_configmap,
+    "Secret": describe_secret,
     "PodDisruptionBudget": describe_pdb,
 }
 

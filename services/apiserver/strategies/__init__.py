@@ -15,6 +15,7 @@ from .base import Dependencies, Strategy
 from .cluster import NamespaceStrategy, NodeStrategy
 from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .secret import SecretStrategy
 from .service import ServiceStrategy
 from .simple import DataStrategy, EndpointsStrategy, LeaseStrategy
 from .workloads import DeploymentStrategy, ReplicaSetStrategy
@@ -27,6 +28,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Endpoints": EndpointsStrategy,
     "Event": DataStrategy,
     "ConfigMap": DataStrategy,
+    "Secret": SecretStrategy,
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
     "Lease": LeaseStrategy,
