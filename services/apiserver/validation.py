@@ -331,7 +331,7 @@ _POD_SPEC_UNIMPLEMENTED = (
     "readinessGates", "securityContext", "hostAliases",
 )
 _CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "securityContext", "lifecycle",
-                            "envFrom", "stdin", "tty")
+                            "stdin", "tty")
 
 
 def unimplemented_fields(info: ResourceInfo, obj: dict[str, Any]) -> list[str]:

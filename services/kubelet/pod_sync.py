@@ -33,6 +33,8 @@ only when it changed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -48,7 +50,13 @@ from kubelite.objects import now_rfc3339
 from kubelite.quantity import cpu_millis, to_int
 from services.kubelet import metrics
 from services.kubelet.backoff import CrashLoopBackoff, go_duration
-from services.kubelet.envvars import EnvError, build_env, configmap_names, expand_command
+from services.kubelet.envvars import (
+    EnvError,
+    build_env,
+    configmap_names,
+    expand_command,
+    secret_names,
+)
 from services.kubelet.prober import ProbeManager, ProbeType
 from services.kubelet.runtime import (
     LABEL_CONTAINER_NAME,
@@ -79,6 +87,15 @@ log = logging.getLogger("kubelite.kubelet.sync")
 
 Obj = dict[str, Any]
 SHORTEN_POLL_SECONDS = 0.1
+
+
+def decode_secret_value(value: object) -> str:
+    """A Secret's data value as an environment string (bytes that are no UTF-8 are
+    replaced: an environment cannot hold arbitrary bytes on every runtime)."""
+    try:
+        return base64.b64decode(str(value)).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return ""
 
 
 def container_hash(spec: Obj) -> str:
@@ -448,9 +465,22 @@ class PodSyncer:
                                                         namespace=namespace)).get("data") or {}
             except NotFoundError:
                 configmaps[cm] = None
+        secrets: dict[str, dict[str, str] | None] = {}
+        for name in secret_names(cspec):
+            try:
+                found = await self.client.get("secrets", name, namespace=namespace)
+            except NotFoundError:
+                secrets[name] = None
+                continue
+            secrets[name] = {k: decode_secret_value(v)
+                             for k, v in (found.get("data") or {}).items()}
+        warnings: list[str] = []
         env = build_env(pod, cspec, pod_ip=sandbox.ip, host_ip=self.host_ip,
                         node_name=self.node_name, services=self.services_in(namespace),
-                        configmaps=configmaps, allocatable=self.allocatable)
+                        configmaps=configmaps, secrets=secrets, allocatable=self.allocatable,
+                        warnings=warnings)
+        for warning in warnings:
+            self.recorder.event(pod, WARNING, "InvalidEnvironmentVariableNames", warning)
         command, args = expand_command(cspec, env)
         resources = cspec.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
