@@ -239,6 +239,27 @@ def check_pod_spec(problems: Problems, path: str, spec: Any) -> None:
                 if value is not None and not 0 < int(value) < 65536:
                     problems.add(f"{cpath}.ports[{j}].{key}",
                                  f"Invalid value: {value}: must be between 1 and 65535, inclusive")
+    for i, c in enumerate(spec.get("initContainers") or []):
+        cpath = f"{path}.initContainers[{i}]"
+        cname = c.get("name", "")
+        if not cname:
+            problems.add(f"{cpath}.name", "Required value")
+        else:
+            check_name(problems, f"{cpath}.name", cname, rule="label")
+            if cname in seen:
+                problems.add(f"{cpath}.name", f'Duplicate value: "{cname}"')
+            seen.add(cname)
+        if not c.get("image"):
+            problems.add(f"{cpath}.image", "Required value")
+        restart = c.get("restartPolicy")
+        if restart is not None and restart != "Always":
+            problems.add(f"{cpath}.restartPolicy", f'Unsupported value: "{restart}": '
+                         'supported values: "Always"')
+        if restart != "Always":
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                if c.get(probe):
+                    problems.add(f"{cpath}.{probe}", "Forbidden: may not be set for init "
+                                 "containers without restartPolicy=Always")
     policy = spec.get("restartPolicy")
     if policy is not None and policy not in ("Always", "OnFailure", "Never"):
         problems.add(f"{path}.restartPolicy", f'Unsupported value: "{policy}": supported values: '
@@ -326,12 +347,11 @@ _KIND_CHECKS = {
 
 # Fields the schema accepts but kubelite does not act on: accepted, with a warning.
 _POD_SPEC_UNIMPLEMENTED = (
-    "volumes", "initContainers", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
+    "volumes", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
     "serviceAccountName", "dnsConfig", "topologySpreadConstraints", "runtimeClassName",
     "readinessGates", "securityContext", "hostAliases",
 )
-_CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "securityContext", "lifecycle",
-                            "stdin", "tty")
+_CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "securityContext", "stdin", "tty")
 
 
 def unimplemented_fields(info: ResourceInfo, obj: dict[str, Any]) -> list[str]:
@@ -352,9 +372,15 @@ def unimplemented_fields(info: ResourceInfo, obj: dict[str, Any]) -> list[str]:
             if affinity.get(key):
                 warnings.append(f"{path}.affinity.{key}: not implemented by kubelite; "
                                 "stored, no effect")
-        for i, c in enumerate(pod.get("containers") or []):
-            for key in _CONTAINER_UNIMPLEMENTED:
-                if c.get(key) not in (None, {}, [], False):
-                    warnings.append(f"{path}.containers[{i}].{key}: not implemented by "
-                                    "kubelite; stored, no effect")
+        for kind in ("initContainers", "containers"):
+            for i, c in enumerate(pod.get(kind) or []):
+                for key in _CONTAINER_UNIMPLEMENTED:
+                    if c.get(key) not in (None, {}, [], False):
+                        warnings.append(f"{path}.{kind}[{i}].{key}: not implemented by "
+                                        "kubelite; stored, no effect")
+                for hook in ("postStart", "preStop"):
+                    if "tcpSocket" in ((c.get("lifecycle") or {}).get(hook) or {}):
+                        warnings.append(f"{path}.{kind}[{i}].lifecycle.{hook}.tcpSocket: "
+                                        "not implemented by kubelite (deprecated in "
+                                        "Kubernetes); stored, no effect")
     return warnings
