@@ -598,6 +598,8 @@ class PodSyncer:
                     LABEL_POD_NAMESPACE: namespace, LABEL_CONTAINER_NAME: cspec["name"]},
             cpu_limit=cpu_millis(limits.get("cpu")), cpu_request=cpu_millis(requests.get("cpu")),
             memory_request=to_int(requests["memory"]) if requests.get("memory") else 0,
+            termination_message_path=str(cspec.get("terminationMessagePath") or ""),
+            termination_message_policy=str(cspec.get("terminationMessagePolicy") or "File"),
         )
 
     async def _post_start(self, pod: Obj, cspec: Obj, sandbox: PodSandbox,
