@@ -13,6 +13,7 @@ import pytest
 
 from kubelite.client import Client
 from kubelite.printing import pod_status as printed_status
+from kubelite.testing import ApiServer
 from tests.test_kubelet import (
     KubeletProcess,
     condition,
@@ -23,6 +24,7 @@ from tests.test_kubelet import (
     wait_running_ready,
 )
 from tests.test_kubelet import ns as ns  # noqa: F401 - the fixture
+from tests.test_secrets import kubelite
 
 Obj = dict[str, Any]
 
@@ -59,7 +61,8 @@ async def printed(client: Client, name: str, ns: str, want: str) -> Obj:
 
 
 async def test_init_containers_run_in_order_before_the_app(
-        client: Client, kubelet: KubeletProcess, ns: str, tmp_path: Path) -> None:
+        client: Client, kubelet: KubeletProcess, ns: str, tmp_path: Path,
+        shared_apiserver: ApiServer) -> None:
     log = tmp_path / "order"
     gate = tmp_path / "gate"
     wait_gate = (f"import os\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.05)")
@@ -79,6 +82,8 @@ async def test_init_containers_run_in_order_before_the_app(
     async def second_ran() -> bool:
         return lines(log) == ["first", "second"]
     await eventually(second_ran, what="the second init container to run")
+    code, out = await kubelite(shared_apiserver.target, "get", "pods", "-n", ns)
+    assert code == 0 and out.splitlines()[1].split()[:3] == ["ordered", "0/1", "Init:1/2"], out
     gate.write_text("go")
     pod = await wait_running_ready(client, "ordered", ns)
     assert condition(pod, "Initialized") == "True"
@@ -129,7 +134,8 @@ async def test_sidecars_start_first_keep_running_and_restart_on_exit(
     proxy = appender("proxy", log, f"time.sleep(0.5)\nopen({str(ready_file)!r}, 'w')\n"
                                    "time.sleep(1000)")
     proxy.update(restartPolicy="Always", startupProbe={
-        "exec": {"command": ["test", "-e", str(ready_file)]}, "periodSeconds": 1, "failureThreshold": 50})
+        "exec": {"command": ["test", "-e", str(ready_file)]}, "periodSeconds": 1,
+        "failureThreshold": 50})
     flaky = appender("flaky", log, "time.sleep(2)")  # a sidecar that exits after a while
     flaky["restartPolicy"] = "Always"
     pod = with_init(make_pod("sidecars", ns, kubelet.node,

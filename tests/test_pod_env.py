@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from kubelite.client import Client
+from kubelite.testing import ApiServer
 from tests.test_kubelet import (
     KubeletProcess,
     container,
@@ -23,6 +24,7 @@ from tests.test_kubelet import (
     wait_running_ready,
 )
 from tests.test_kubelet import ns as ns  # noqa: F401 - the fixture
+from tests.test_secrets import kubelite
 
 Obj = dict[str, Any]
 
@@ -140,3 +142,22 @@ async def test_missing_key_names_the_key_and_the_source(
     await client.update("secrets", obj)
     await wait_running_ready(client, "nokey", ns, within=10)
     assert (await env_of(client, "nokey", ns))["X"] == "now"
+
+
+async def test_secret_values_stay_out_of_the_kubelet_log_and_describe(
+        client: Client, kubelet: KubeletProcess, ns: str, shared_apiserver: ApiServer) -> None:
+    value = "v3ry-s3cret-4d1e"
+    await client.create("secrets", secret("hidden", ns, {"TOKEN": value}))
+    c = container("main", DUMP, envFrom=[{"secretRef": {"name": "hidden"}, "prefix": "S_"}],
+                  env=[{"name": "T", "valueFrom": {"secretKeyRef": {"name": "hidden",
+                                                                     "key": "TOKEN"}}}])
+    await client.create("pods", make_pod("hider", ns, kubelet.node, c))
+    await wait_running_ready(client, "hider", ns)
+    assert (await env_of(client, "hider", ns))["S_TOKEN"] == value
+    assert kubelet.process is not None
+    assert value not in kubelet.process.log_path.read_text(errors="replace")
+    code, out = await kubelite(shared_apiserver.target, "describe", "pod", "hider", "-n", ns)
+    assert code == 0, out
+    assert "<set to the key 'TOKEN' in secret 'hidden'>" in out
+    assert "hidden" in out and "Secret with prefix 'S_'" in out
+    assert value not in out

@@ -146,12 +146,30 @@ def describe_containers(d: Description, containers: list[Obj], statuses: list[Ob
                            ("startupProbe", "Startup:")):
             if c.get(key):
                 d.add(label, _probe(c[key]), inner)
+        sources = c.get("envFrom") or []
+        if sources:
+            d.add("Environment Variables from:", "", inner)
+        for source in sources:
+            kind = "ConfigMap" if source.get("configMapRef") is not None else "Secret"
+            ref = source.get("configMapRef") or source.get("secretRef") or {}
+            prefix = f" with prefix '{source['prefix']}'" if source.get("prefix") else ""
+            d.add(str(ref.get("name", "")), f"{kind}{prefix}  Optional: "
+                  f"{str(bool(ref.get('optional'))).lower()}", inner + 1)
         env = c.get("env") or []
         d.add("Environment:", "" if env else "<none>", inner)
         for var in env:
             value = var.get("value")
-            if value is None and var.get("valueFrom"):
-                value = "<set from " + next(iter(var["valueFrom"])) + ">"
+            source = var.get("valueFrom") or {}
+            if value is None and (source.get("secretKeyRef") or source.get("configMapKeyRef")):
+                # As kubectl: where the value comes from, never a Secret's value itself.
+                secret = source.get("secretKeyRef")
+                ref = secret or source["configMapKeyRef"]
+                where = f"in secret '{ref.get('name')}'" if secret else \
+                    f"of config map '{ref.get('name')}'"
+                value = (f"<set to the key '{ref.get('key')}' {where}>  Optional: "
+                         f"{str(bool(ref.get('optional'))).lower()}")
+            elif value is None and source:
+                value = "<set from " + next(iter(source)) + ">"
             d.add(f"{var.get('name')}:", value if value not in (None, "") else "<empty>",
                   inner + 1)
 
