@@ -193,3 +193,51 @@ async def test_sidecar_ends_with_the_app_of_a_run_to_completion_pod(
     pod = await eventually(lambda: _phase(client, "job", ns, "Succeeded"), within=20,
                            what="Succeeded")
     assert printed_status(pod) == "Completed"
+
+
+def _pod(init: list[Obj], app: list[Obj], *, initialized: bool,
+         sidecars: tuple[str, ...] = ()) -> Obj:
+    return {"metadata": {"name": "p"}, "spec": {
+        "initContainers": [{"name": s["name"], **({"restartPolicy": "Always"}
+                                                  if s["name"] in sidecars else {})}
+                           for s in init],
+        "containers": [{"name": s["name"]} for s in app]},
+        "status": {"phase": "Pending" if not initialized else "Running",
+                   "conditions": [{"type": "Initialized",
+                                   "status": "True" if initialized else "False"}],
+                   "initContainerStatuses": init, "containerStatuses": app}}
+
+
+RUNNING = {"running": {}}
+DONE = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+INITIALIZING = {"waiting": {"reason": "PodInitializing"}}
+
+
+@pytest.mark.parametrize(("pod", "want"), [
+    (_pod([{"name": "a", "state": RUNNING}], [{"name": "m", "state": INITIALIZING}],
+          initialized=False), "Init:0/1"),
+    (_pod([{"name": "a", "state": {"terminated": {"exitCode": 2}}}],
+          [{"name": "m", "state": INITIALIZING}], initialized=False), "Init:ExitCode:2"),
+    (_pod([{"name": "a", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}],
+          [{"name": "m", "state": INITIALIZING}], initialized=False), "Init:CrashLoopBackOff"),
+    (_pod([{"name": "a", "state": DONE}], [{"name": "m", "state": INITIALIZING}],
+          initialized=True), "PodInitializing"),
+    # A started sidecar is passed over; the next init container is counted.
+    (_pod([{"name": "s", "state": RUNNING, "started": True}, {"name": "b", "state": RUNNING}],
+          [{"name": "m", "state": INITIALIZING}], initialized=False, sidecars=("s",)),
+     "Init:1/2"),
+    (_pod([{"name": "s", "state": RUNNING, "started": True, "ready": True}],
+          [{"name": "m", "state": RUNNING, "ready": True}], initialized=True,
+          sidecars=("s",)), "Running"),
+])
+def test_status_column_with_init_containers(pod: Obj, want: str) -> None:
+    assert printed_status(pod) == want
+
+
+def test_ready_column_counts_sidecars() -> None:
+    from kubelite.printing import _pod_ready
+
+    pod = _pod([{"name": "s", "state": RUNNING, "started": True, "ready": True}],
+               [{"name": "m", "state": RUNNING, "ready": False}], initialized=True,
+               sidecars=("s",))
+    assert _pod_ready(pod, None) == "1/2"  # type: ignore[arg-type]
