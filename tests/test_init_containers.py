@@ -241,3 +241,16 @@ def test_ready_column_counts_sidecars() -> None:
                [{"name": "m", "state": RUNNING, "ready": False}], initialized=True,
                sidecars=("s",))
     assert _pod_ready(pod, None) == "1/2"  # type: ignore[arg-type]
+
+
+def test_kubelet_admission_counts_init_containers_and_sidecars_as_kubernetes() -> None:
+    from services.kubelet.pod_sync import pod_requests
+
+    def c(name: str, cpu: str, **extra: Any) -> Obj:
+        return {"name": name, "resources": {"requests": {"cpu": cpu, "memory": "0"}}, **extra}
+    pod = {"spec": {"containers": [c("app", "100m")], "initContainers": [
+        c("big", "500m"), c("side", "200m", restartPolicy="Always"), c("after", "250m")]}}
+    # max(app 100 + sidecar 200, big 500, sidecar 200 + after 250)
+    assert pod_requests(pod)["cpu"] == 500
+    pod["spec"]["initContainers"][0] = c("small", "50m")
+    assert pod_requests(pod)["cpu"] == 450

@@ -120,14 +120,32 @@ def instances_by_name(containers: list[Container]) -> dict[str, list[Container]]
     return out
 
 
+def _requests(c: Obj) -> dict[str, int]:
+    requests = (c.get("resources") or {}).get("requests") or {}
+    return {"cpu": cpu_millis(requests.get("cpu")), "memory": to_int(requests.get("memory"))}
+
+
 def pod_requests(pod: Obj) -> dict[str, int]:
-    """The pod's cpu (millicores) and memory (bytes) requests, summed over its containers."""
+    """The pod's cpu (millicores) and memory (bytes) requests, as Kubernetes' PodRequests:
+    the app containers and sidecars summed, or more if an init container (with the
+    sidecars started before it) needs more while it runs."""
+    spec = pod.get("spec") or {}
     total = {"cpu": 0, "memory": 0}
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        requests = (c.get("resources") or {}).get("requests") or {}
-        total["cpu"] += cpu_millis(requests.get("cpu"))
-        total["memory"] += to_int(requests.get("memory"))
-    return total
+    for c in spec.get("containers") or []:
+        for key, value in _requests(c).items():
+            total[key] += value
+    sidecars = {"cpu": 0, "memory": 0}
+    peak = {"cpu": 0, "memory": 0}
+    for c in spec.get("initContainers") or []:
+        wanted = _requests(c)
+        if is_sidecar(c):
+            for key, value in wanted.items():
+                sidecars[key] += value
+                peak[key] = max(peak[key], sidecars[key])
+        else:
+            for key, value in wanted.items():
+                peak[key] = max(peak[key], sidecars[key] + value)
+    return {key: max(total[key] + sidecars[key], peak[key]) for key in total}
 
 
 def admission_failure(pod: Obj, admitted: list[Obj],
