@@ -88,7 +88,10 @@ async def test_init_containers_run_in_order_before_the_app(
     pod = await wait_running_ready(client, "ordered", ns)
     assert condition(pod, "Initialized") == "True"
     assert printed_status(pod) == "Running"
-    assert lines(log) == ["first", "second", "app"]
+
+    async def app_ran() -> bool:
+        return lines(log) == ["first", "second", "app"]
+    await eventually(app_ran, what="the app to run after both")
     assert all("terminated" in s["state"] for s in pod["status"]["initContainerStatuses"])
 
 
@@ -145,7 +148,10 @@ async def test_sidecars_start_first_keep_running_and_restart_on_exit(
     pod = await wait_running_ready(client, "sidecars", ns, within=20)
     assert printed_status(pod) == "Running"
     assert pod["status"]["containerStatuses"][0]["ready"]
-    assert lines(log)[:4] == ["proxy", "setup", "flaky", "app"]
+
+    async def app_ran() -> bool:
+        return lines(log)[:4] == ["proxy", "setup", "flaky", "app"]
+    await eventually(app_ran, what="the app to run after the init containers")
     setup_started = float(log.read_text().splitlines()[1].split()[1])
     assert setup_started >= ready_file.stat().st_mtime
     statuses = {s["name"]: s for s in pod["status"]["initContainerStatuses"]}
