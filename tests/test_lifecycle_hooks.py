@@ -139,7 +139,7 @@ async def test_pre_stop_counts_against_the_grace_period_then_sigkill(
     await client.delete("pods", "graceful", namespace=ns)
     await eventually(lambda: gone(client, "graceful", ns), within=10, what="the pod to go")
     elapsed = time.monotonic() - started
-    assert 1.8 < elapsed < 3.5, elapsed
+    assert 1.8 < elapsed < 5.5, elapsed
     assert record.read_text() == "True"  # SIGTERM came after the hook, and was ignored
     assert pod["status"]["containerStatuses"][0]["containerID"]
 

@@ -14,10 +14,18 @@ and then does one of three things:
   delete of grace 0;
 - a pod seen for the first time is admitted only if the node has room for its
   requests next to the pods already admitted (else it fails: OutOfcpu, ...);
-- otherwise, for each container of the spec: start it if it never ran; kill it
-  if its liveness or startup probe failed or its spec changed; restart it when
-  it has exited and restartPolicy says so, unless CrashLoopBackOff says wait
-  (then the sync asks to run again when the back-off ends).
+- otherwise, the init containers first, in order (`_sync_init`): each regular
+  one runs to completion before the next; a sidecar (restartPolicy Always) must
+  run, past its startup probe, before the next, and keeps running. Until they
+  are done the app containers wait with PodInitializing. Then, for each
+  container of the spec: start it if it never ran; kill it if its liveness or
+  startup probe failed or its spec changed; restart it when it has exited and
+  restartPolicy says so, unless CrashLoopBackOff says wait (then the sync asks
+  to run again when the back-off ends).
+
+A start runs the postStart hook (a failure kills the container); a stop runs
+the preStop hook first, within the grace period, and on deletion the sidecars
+stop after the app containers, in reverse order.
 
 Before a start, a runtime with an image service (docker) gets the image as
 imagePullPolicy says (the kubelet's image manager): a failed pull waits with
