@@ -56,6 +56,11 @@ class Kubelet:
         self.pods.add_index("uid", lambda obj: _uid(obj) or None)
         self.services = Informer(client, "services")
         self.services.add_index("namespace", index_by_namespace)
+        # Only to wake pods whose env waits for a ConfigMap or Secret (the sync reads them
+        # from the apiserver itself): a source that appears or changes starts them at once.
+        self.configmaps = Informer(client, "configmaps")
+        self.secrets = Informer(client, "secrets")
+        self.pods.add_index("namespace", index_by_namespace)
         self.queue: WorkQueue[str] = WorkQueue(
             name="kubelet_pods", rate_limiter=RateLimiter(base=0.1, cap=30.0))
         self.prober = ProbeManager(self.runtime, on_change=self.queue.add,
@@ -96,6 +101,16 @@ class Kubelet:
         uid = _uid(obj)
         if uid:
             self.queue.add(uid)
+
+    def _source_changed(self, obj: Obj) -> None:
+        """A ConfigMap or Secret appeared or changed: its namespace's pods that are not all
+        running get a sync (a running container's env never changes)."""
+        namespace = (obj.get("metadata") or {}).get("namespace", "")
+        for pod in self.pods.by_index("namespace", namespace):
+            statuses = ((pod.get("status") or {}).get("containerStatuses") or []) + (
+                (pod.get("status") or {}).get("initContainerStatuses") or [])
+            if any("waiting" in (cs.get("state") or {}) for cs in statuses):
+                self._enqueue(pod)
 
     def _unhealthy(self, pod: Obj, container: Container, probe_type: ProbeType,
                    message: str) -> None:
@@ -139,6 +154,10 @@ class Kubelet:
                               on_delete=self._enqueue)
         self.pods.start()
         self.services.start()
+        for source in (self.configmaps, self.secrets):
+            source.add_handler(on_add=self._source_changed,
+                               on_update=lambda old, new: self._source_changed(new))
+            source.start()
         # Supervised: a loop that raised would leave the node silently half-dead.
         tasks: list[asyncio.Task[Any]] = [spawn("kubelet-node", self.node.run, logger=log)]
         try:
@@ -165,6 +184,8 @@ class Kubelet:
         await self.prober.stop()
         await self.pods.stop()
         await self.services.stop()
+        await self.configmaps.stop()
+        await self.secrets.stop()
         if self.config.kill_pods_on_exit:
             containers = [c for c in await self.runtime.list_containers() if not c.exited]
             log.info("stopping every container (--kill-pods-on-exit)",

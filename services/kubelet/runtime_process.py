@@ -65,6 +65,8 @@ START_TIMEOUT = 10.0
 LOG_CHUNK = 64 * 1024
 FOLLOW_POLL_SECONDS = 0.1
 EXEC_OUTPUT_LIMIT = 10 * 1024
+# Names the file a container's terminationMessagePath maps to (docs/pods.md).
+TERMINATION_MESSAGE_ENV = "KUBELITE_TERMINATION_MESSAGE_PATH"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -76,7 +78,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data))
+    # Owner-only: a container's config holds its environment, Secret values included.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
     os.replace(tmp, path)
 
 
@@ -286,20 +291,34 @@ class ProcessRuntime:
         cid = uuid.uuid4().hex
         directory = self.containers_dir / cid
         working_dir = config.working_dir or str(self.pods_dir / sandbox.uid)
+        command, args, env = list(config.command), list(config.args), list(config.env)
+        message_file = ""
+        if config.termination_message_path:
+            # No filesystem of its own: the path maps to a file in the container's directory,
+            # named by an environment variable, and the spec's path written literally in the
+            # command or args is rewritten to it (docs/pods.md).
+            message_file = str(directory / "termination-log")
+            command = [c.replace(config.termination_message_path, message_file) for c in command]
+            args = [a.replace(config.termination_message_path, message_file) for a in args]
+            env.append((TERMINATION_MESSAGE_ENV, message_file))
         data = {
             "id": cid, "podUid": config.pod_uid, "podNamespace": config.pod_namespace,
             "podName": config.pod_name, "name": config.name, "image": config.image,
             "restartCount": config.restart_count, "specHash": config.spec_hash,
-            "labels": dict(config.labels), "command": list(config.command),
-            "args": list(config.args), "env": [list(pair) for pair in config.env],
+            "labels": dict(config.labels), "command": command,
+            "args": args, "env": [list(pair) for pair in env],
             "workingDir": working_dir, "memoryLimit": config.memory_limit,
             "logPath": str(directory / "container.log"), "createdAt": time.time(),
+            "terminationMessagePath": message_file,
+            "terminationMessagePolicy": config.termination_message_policy,
         }
 
         def launch() -> subprocess.Popen:
             directory.mkdir(parents=True)
             (self.pods_dir / sandbox.uid).mkdir(parents=True, exist_ok=True)
             _write_json(directory / "config.json", data)
+            if message_file:
+                Path(message_file).touch()
             with open(directory / "shim.log", "ab") as shim_log:
                 return subprocess.Popen(
                     [sys.executable, "-I", str(SHIM_PATH), str(directory)],

@@ -21,6 +21,7 @@ from .cluster import NamespaceStrategy, NodeStrategy
 from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
 from .replicationcontroller import ReplicationControllerStrategy
+from .secret import SecretStrategy
 from .service import ServiceStrategy
 from .simple import ConfigMapStrategy, EndpointsStrategy, EventStrategy, LeaseStrategy
 from .workloads import DeploymentStrategy, ReplicaSetStrategy
@@ -33,6 +34,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Endpoints": EndpointsStrategy,
     "Event": EventStrategy,
     "ConfigMap": ConfigMapStrategy,
+    "Secret": SecretStrategy,
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
     "ReplicationController": ReplicationControllerStrategy,
