@@ -242,7 +242,9 @@ def _describe(err: jsonschema.ValidationError) -> Cause:
         return Cause.from_message(field_path([*err.absolute_path, missing]), "Required value")
     if err.validator == "format":
         rule = _FORMAT_RULES.get(str(err.validator_value), "has the wrong format")
-        return Cause.from_message(path, f"Invalid value: {show(err.instance)}: {rule}")
+        # base64 fields hold Secret data and binary files: never quoted back.
+        shown = '"<contents redacted>"' if err.validator_value == "byte" else show(err.instance)
+        return Cause.from_message(path, f"Invalid value: {shown}: {rule}")
     if err.validator == "enum":
         allowed = ", ".join(show(v) for v in err.validator_value[:8])
         return Cause.from_message(path, f"Unsupported value: {show(err.instance)}: "
@@ -979,17 +981,17 @@ def unimplemented_fields(pod_specs: list[tuple[str, dict[str, Any]]]) -> list[st
             if affinity.get(key):
                 warnings.append(f"{path}.affinity.{key}: not implemented by kubelite; "
                                 "stored, no effect")
-        for kind in ("initContainers", "containers"):
-            for i, c in enumerate(pod.get(kind) or []):
+        for field in ("initContainers", "containers"):
+            for i, c in enumerate(pod.get(field) or []):
                 if not isinstance(c, dict):
                     continue
                 for key in _CONTAINER_UNIMPLEMENTED:
                     if c.get(key) not in (None, {}, [], False):
-                        warnings.append(f"{path}.{kind}[{i}].{key}: not implemented by "
+                        warnings.append(f"{path}.{field}[{i}].{key}: not implemented by "
                                         "kubelite; stored, no effect")
                 for hook in ("postStart", "preStop"):
                     if "tcpSocket" in ((c.get("lifecycle") or {}).get(hook) or {}):
-                        warnings.append(f"{path}.{kind}[{i}].lifecycle.{hook}.tcpSocket: "
+                        warnings.append(f"{path}.{field}[{i}].lifecycle.{hook}.tcpSocket: "
                                         "not implemented by kubelite (deprecated in "
                                         "Kubernetes); stored, no effect")
     return warnings
