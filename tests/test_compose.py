@@ -167,6 +167,7 @@ class ComposeCluster:
                     "KUBELITE_SUBNET": str(subnet),
                     "KUBELITE_POD_IP_RANGE": str(pods),
                     "KUBELITE_SERVICE_CIDR": str(services),
+                    "KUBELITE_DNS_IP": str(services.network_address),
                     "KUBELITE_APISERVER_PORT": str(self.port)}
         self.subnet, self.pod_range, self.service_range = subnet, pods, services
         self.up_at = 0.0
