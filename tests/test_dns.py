@@ -37,6 +37,7 @@ from services.dns.records import (
     reverse_name,
     service_records,
 )
+from services.dns.server import question_length
 from tests.helpers import metric_value
 
 ZONE = "cluster.local."
@@ -419,3 +420,10 @@ def test_flags_parse_upstreams_and_addresses(tmp_path: Path) -> None:
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 5300)
     assert [str(u) for u in config.upstreams] == ["127.0.0.53:53", "::1:53"]
     assert config.cluster_domain == "example.org"
+
+
+def test_question_length_spans_name_type_and_class() -> None:
+    wire = dns.message.make_query("web.ns.svc.cluster.local.", "A").to_wire()
+    length = question_length(wire)
+    assert length == len(b"\x03web\x02ns\x03svc\x07cluster\x05local\x00") + 4
+    assert wire[12 + length:] == b""  # no EDNS: the question is all there is

@@ -138,9 +138,12 @@ class RecordTable:
         self._names: dict[str, dict[str, list[Record]]] = defaultdict(dict)
         # Ancestors (below the zone) of every stored name, with how many names need them.
         self._ancestors: dict[str, int] = defaultdict(int)
+        #: Bumped by every change, so that answers cached from an older table are dropped.
+        self.generation = 0
 
     def set(self, key: str, records: ServiceRecords | None) -> None:
         """Replaces the records `key` owns (None: it owns none any more)."""
+        self.generation += 1
         old = self._owned.pop(key, None)
         if old is not None:
             for name in old.names:
