@@ -14,6 +14,7 @@ from services.kubelet.dnsconfig import (
     parse_resolv_conf,
     pod_dns,
     render_resolv_conf,
+    rewrites_resolv_conf,
 )
 
 NODE = ResolvConf(servers=("10.0.0.2",), searches=("corp.example",), options=("timeout:2",))
@@ -97,3 +98,10 @@ def test_host_aliases_and_docker_settings() -> None:
     assert settings == {"dns": ["10.96.0.10"], "dns_search": ["a"], "dns_opt": ["ndots:5"],
                         "extra_hosts": ["foo.local:10.1.2.3", "bar.local:10.1.2.3"]}
     assert docker_host_config(None, ()) == {}
+
+
+def test_resolv_conf_is_rewritten_only_with_reachable_nameservers() -> None:
+    assert rewrites_resolv_conf(PodDns(("10.96.0.10",)))
+    assert not rewrites_resolv_conf(PodDns(("127.0.0.53",)))
+    assert not rewrites_resolv_conf(PodDns((), ("a",), ("ndots:5",)))
+    assert not rewrites_resolv_conf(None)

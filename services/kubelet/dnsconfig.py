@@ -196,12 +196,23 @@ def docker_host_config(dns: PodDns | None,
     """
     out: dict[str, Any] = {}
     if dns is not None:
-        servers = [s for s in dns.servers if not s.startswith("127.") and s != "::1"]
+        servers = [s for s in dns.servers if not _loopback(s)]
         out.update(dns=servers or None, dns_search=list(dns.searches) or None,
                    dns_opt=list(dns.options) or None)
     if aliases:
         out["extra_hosts"] = [f"{name}:{ip}" for ip, names in aliases for name in names]
     return out
+
+
+def _loopback(server: str) -> bool:
+    return server.startswith("127.") or server == "::1"
+
+
+def rewrites_resolv_conf(dns: PodDns | None) -> bool:
+    """Whether the holder's resolv.conf is rewritten: not when there is no nameserver
+    or one is a loopback address (a node's 127.0.0.53 is not the pod's), where
+    Docker's file, with its embedded resolver, is what works."""
+    return dns is not None and bool(dns.servers) and not any(map(_loopback, dns.servers))
 
 
 def resolv_conf_command(dns: PodDns) -> list[str]:

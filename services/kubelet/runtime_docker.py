@@ -51,7 +51,12 @@ import requests
 from docker import errors as docker_errors
 from docker.types import LogConfig
 
-from services.kubelet.dnsconfig import PodDns, docker_host_config, resolv_conf_command
+from services.kubelet.dnsconfig import (
+    PodDns,
+    docker_host_config,
+    resolv_conf_command,
+    rewrites_resolv_conf,
+)
 from services.kubelet.runtime import (
     LABEL_CONTAINER_NAME,
     LABEL_POD_NAME,
@@ -445,7 +450,8 @@ class DockerRuntime:
                                 f"{self.pod_infra_image!r} is not present: {err}") from err
         try:
             await self._call(api.start, holder_id)
-            if config.dns is not None and self._infra_command:
+            if config.dns is not None and rewrites_resolv_conf(config.dns) and \
+                    self._infra_command:
                 await self._write_resolv_conf(holder_id, config.dns)
             data = await self._call(api.inspect_container, holder_id)
         except RuntimeError_:
