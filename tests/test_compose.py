@@ -59,7 +59,7 @@ LABEL_NODE = "io.kubelite.node"
 LABEL_POD_NAME = "io.kubernetes.pod.name"
 LABEL_POD_UID = "io.kubernetes.pod.uid"
 LABEL_TYPE = "io.kubernetes.docker.type"
-COMPONENTS = ("redis", "apiserver", "scheduler", "controller", "kubelet", "proxy")
+COMPONENTS = ("redis", "apiserver", "scheduler", "controller", "kubelet", "proxy", "dns")
 #: Services without a health check: running is all they can be.
 UNCHECKED = ("reaper",)
 NODES = 2
