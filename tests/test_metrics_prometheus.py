@@ -39,7 +39,8 @@ TEMPLATE = REPO / "deploy" / "prometheus.yml"
 # `kubelite up` names its processes after services/<module>; the scrape jobs after
 # the Kubernetes components they stand for.
 JOB_OF = {"apiserver": "apiserver", "scheduler": "scheduler",
-          "controller": "controller-manager", "kubelet": "kubelet", "proxy": "proxy"}
+          "controller": "controller-manager", "kubelet": "kubelet", "proxy": "proxy",
+          "dns": "coredns"}
 
 
 def prometheus_binary() -> str | None:
@@ -135,7 +136,8 @@ def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_the_shipped_config_renders_one_target_per_process(cluster: Cluster) -> None:
     config = render_config(yaml.safe_load(TEMPLATE.read_text()), metrics_urls(cluster))
     jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
-    assert sorted(jobs) == ["apiserver", "controller-manager", "kubelet", "proxy", "scheduler"]
+    assert sorted(jobs) == ["apiserver", "controller-manager", "coredns", "kubelet", "proxy",
+                            "scheduler"]
     assert len(jobs["kubelet"]) == len(jobs["proxy"]) == 2
 
 
@@ -144,10 +146,10 @@ async def test_prometheus_scrapes_every_target_and_counts_requests_and_schedulin
     # Every process of the cluster is a target, and every one is up.
     def all_up() -> list[dict[str, Any]] | None:
         result = prometheus.query("up")
-        return result if len(result) == 7 and all(r["value"][1] == "1" for r in result) \
+        return result if len(result) == 8 and all(r["value"][1] == "1" for r in result) \
             else None
 
-    ups = await eventually(all_up, timeout=30, what="7 targets with up == 1")
+    ups = await eventually(all_up, timeout=30, what="8 targets with up == 1")
     assert {r["metric"]["job"] for r in ups} == set(JOB_OF.values())
 
     async with Client(cluster.target) as api:

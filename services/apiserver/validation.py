@@ -961,10 +961,11 @@ def require_name(value: str, path: str, rule: str = "subdomain") -> None:
 
 
 # Fields the schema accepts but kubelite does not act on: accepted, with a warning.
+# dnsConfig and hostAliases act on the docker runtime only (docs/dns.md).
 _POD_SPEC_UNIMPLEMENTED = (
     "volumes", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
-    "serviceAccountName", "dnsConfig", "topologySpreadConstraints", "runtimeClassName",
-    "readinessGates", "securityContext", "hostAliases",
+    "serviceAccountName", "topologySpreadConstraints", "runtimeClassName",
+    "readinessGates", "securityContext",
 )
 _CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "securityContext", "stdin", "tty")
 
