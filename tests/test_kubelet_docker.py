@@ -707,3 +707,60 @@ async def test_node_is_not_ready_while_the_docker_engine_does_not_answer(
 
 async def _is(value: Any, expected: Any) -> bool:
     return (await value) == expected
+
+
+# -- security context ------------------------------------------------------------------------
+
+
+async def test_security_context_runs_as_the_user_with_a_read_only_root_and_no_caps(
+        client: Client, kubelet: KubeletProcess, ns: str) -> None:
+    """runAsUser/runAsGroup, fsGroup as a supplementary group, readOnlyRootFilesystem,
+    capabilities drop ALL and allowPrivilegeEscalation false reach the container."""
+    script = ("import json, os\n"
+              "def writable(p):\n"
+              "    try:\n"
+              "        open(p, 'w').close(); return True\n"
+              "    except OSError:\n"
+              "        return False\n"
+              "status = dict(l.split(':\\t', 1) for l in open('/proc/self/status') "
+              "if ':\\t' in l)\n"
+              "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), "
+              "'groups': sorted(os.getgroups()), 'root_writable': writable('/rootfile'), "
+              "'capeff': status['CapEff'].strip(), 'nnp': status['NoNewPrivs'].strip()}), "
+              "flush=True)\n"
+              "import time; time.sleep(1000)")
+    pod = make_pod("secure", ns, kubelet.node, python(
+        "main", script, securityContext={
+            "runAsUser": 1234, "runAsGroup": 2345, "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}))
+    pod["spec"]["securityContext"] = {"fsGroup": 3456, "runAsUser": 1}
+    await client.create("pods", pod)
+    await wait_running_ready(client, "secure", ns, within=30)
+
+    async def output() -> Obj | None:
+        data = await pod_logs(client, "secure", ns)
+        return json.loads(data) if data.strip() else None
+    got = await eventually(output, what="the identity dump")
+    assert got["uid"] == 1234 and got["gid"] == 2345  # the container's win over the pod's
+    assert 3456 in got["groups"]
+    assert got["root_writable"] is False
+    assert got["capeff"] == "0000000000000000" and got["nnp"] == "1"
+
+
+async def test_privileged_and_root_images_under_run_as_non_root_are_refused(
+        client: Client, kubelet: KubeletProcess, ns: str) -> None:
+    """privileged needs --allow-privileged (the kubelet holds the Docker socket);
+    runAsNonRoot with an image that runs as root is CreateContainerConfigError."""
+    await client.create("pods", make_pod("priv", ns, kubelet.node, python(
+        "main", "import time; time.sleep(100)", securityContext={"privileged": True})))
+    await client.create("pods", make_pod("nonroot", ns, kubelet.node, python(
+        "main", "import time; time.sleep(100)", securityContext={"runAsNonRoot": True})))
+
+    async def waiting(name: str) -> Obj | None:
+        state = status_of(await get_pod(client, name, ns)).get("state", {}).get("waiting")
+        return state if state and state.get("reason") == "CreateContainerConfigError" else None
+
+    priv = await eventually(lambda: waiting("priv"), within=20, what="priv refused")
+    assert "--allow-privileged" in priv["message"]
+    nonroot = await eventually(lambda: waiting("nonroot"), within=20, what="nonroot refused")
+    assert nonroot["message"] == "container has runAsNonRoot and image will run as root"

@@ -965,9 +965,9 @@ def require_name(value: str, path: str, rule: str = "subdomain") -> None:
 _POD_SPEC_UNIMPLEMENTED = (
     "volumes", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
     "serviceAccountName", "topologySpreadConstraints", "runtimeClassName",
-    "readinessGates", "securityContext",
+    "readinessGates",
 )
-_CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "securityContext", "stdin", "tty")
+_CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "stdin", "tty")
 
 
 def unimplemented_fields(pod_specs: list[tuple[str, dict[str, Any]]]) -> list[str]:

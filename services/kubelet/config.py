@@ -48,6 +48,7 @@ class KubeletConfig:
     cluster_dns: tuple[str, ...] = ()  # pods' nameservers for dnsPolicy ClusterFirst
     cluster_domain: str = "cluster.local"
     resolv_conf: str = "/etc/resolv.conf"  # dnsPolicy Default's
+    allow_privileged: bool = False  # privileged containers (the kubelet holds the socket)
 
     @property
     def port(self) -> int:
@@ -113,6 +114,9 @@ def add_kubelet_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "--stats-period", default=10.0,
              help="seconds between samples of container and node usage (the Stats summary "
                   "behind `kubelite top` and the HPA; cpu is the rate between two samples)")
+    add_flag(p, "--allow-privileged", default=False,
+             help="run containers with securityContext.privileged (off by default: the "
+                  "kubelet holds the Docker socket, and a privileged pod could take the node)")
     add_flag(p, "--kill-pods-on-exit", default=False,
              help="stop every container when the kubelet exits (by default they keep running "
                   "and a restarted kubelet adopts them)")
@@ -237,4 +241,5 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         cluster_dns=tuple(s.strip() for s in args.cluster_dns.split(",") if s.strip()),
         cluster_domain=args.cluster_domain.strip("."),
         resolv_conf=args.resolv_conf,
+        allow_privileged=args.allow_privileged,
     )

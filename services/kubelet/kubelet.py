@@ -80,6 +80,7 @@ class Kubelet:
             dns=DnsConfigurer(cluster_dns=config.cluster_dns,
                               cluster_domain=config.cluster_domain,
                               resolv_conf=config.resolv_conf),
+            allow_privileged=config.allow_privileged,
         )
         self.node = NodeAgent(client, config, runtime_version=runtime.version,
                               runtime_status=self.runtime.status)

@@ -86,6 +86,9 @@ from services.kubelet.runtime import (
     Runtime,
     RuntimeError_,
 )
+from services.kubelet.security import SecurityError
+from services.kubelet.security import admit as admit_security
+from services.kubelet.security import effective as effective_security
 from services.kubelet.status import (
     TERMINAL_PHASES,
     ContainerView,
@@ -253,9 +256,11 @@ class PodSyncer:
         list_pods: Callable[[], list[Obj]] = list,
         images: ImageService | None = None,
         dns: DnsConfigurer | None = None,
+        allow_privileged: bool = False,
     ) -> None:
         self.client = client
         self.dns = dns
+        self.allow_privileged = allow_privileged
         self.runtime = runtime
         self.prober = prober
         self.backoff = backoff
@@ -617,6 +622,11 @@ class PodSyncer:
         for warning in warnings:
             self.recorder.event(pod, WARNING, "InvalidEnvironmentVariableNames", warning)
         command, args = expand_command(cspec, env)
+        security = effective_security(pod.get("spec") or {}, cspec)
+        try:
+            admit_security(security, allow_privileged=self.allow_privileged)
+        except SecurityError as err:
+            raise ContainerConfigError(str(err)) from None
         resources = cspec.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         memory_limit = to_int(limits["memory"]) if limits.get("memory") else 0
@@ -631,6 +641,7 @@ class PodSyncer:
             memory_request=to_int(requests["memory"]) if requests.get("memory") else 0,
             termination_message_path=str(cspec.get("terminationMessagePath") or ""),
             termination_message_policy=str(cspec.get("terminationMessagePolicy") or "File"),
+            security=None if security.is_default else security,
         )
 
     async def _post_start(self, pod: Obj, cspec: Obj, sandbox: PodSandbox,

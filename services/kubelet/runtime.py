@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from services.kubelet.dnsconfig import PodDns
+from services.kubelet.security import SecurityContext
 
 # The labels that tie a container to its pod, as the kubelet's dockershim set them.
 LABEL_POD_UID = "io.kubernetes.pod.uid"
@@ -116,6 +117,8 @@ class ContainerConfig:
     # "": nowhere. FallbackToLogsOnError: the log's tail when the file is empty on failure.
     termination_message_path: str = ""
     termination_message_policy: str = "File"
+    # The effective securityContext (services/kubelet/security.py); None: all defaults.
+    security: SecurityContext | None = None
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ from services.kubelet.runtime import (
     RuntimeError_,
     fallback_message,
 )
+from services.kubelet.security import SecurityError, check_image_user
+from services.kubelet.security import docker_options as security_docker_options
 from services.kubelet.stats import ContainerUsage
 
 log = logging.getLogger("kubelite.kubelet.docker")
@@ -566,6 +568,13 @@ class DockerRuntime:
         if message_file:
             host_config["mounts"] = [*host_config.get("mounts", []), docker.types.Mount(
                 config.termination_message_path, message_file, type="bind")]
+        create: Obj = {}
+        if config.security is not None:
+            try:
+                create, security_host = security_docker_options(config.security)
+            except SecurityError as err:
+                raise ContainerConfigError(str(err)) from None
+            host_config.update(security_host)
         # Kubernetes' mapping: command replaces the image's ENTRYPOINT, args its CMD; with
         # no command the image's ENTRYPOINT runs, with args (if any) as its CMD.
         return {
@@ -575,6 +584,7 @@ class DockerRuntime:
             "environment": [f"{k}={v}" for k, v in env.items()],
             "working_dir": config.working_dir or None,
             "labels": labels, "host_config": host_config, "name": container_name(config),
+            **create,
         }
 
     def _termination_file(self, config: ContainerConfig) -> str:
@@ -649,6 +659,12 @@ class DockerRuntime:
     async def start_container(self, sandbox: PodSandbox, config: ContainerConfig) -> Container:
         if not config.image:
             raise ContainerConfigError(f'container "{config.name}" has no image')
+        if config.security is not None and config.security.run_as_non_root:
+            image = await self._call(self.api.inspect_image, config.image)
+            try:
+                check_image_user(config.security, (image.get("Config") or {}).get("User", ""))
+            except SecurityError as err:
+                raise ContainerConfigError(str(err)) from None
         holder_id = await self._holder_of(sandbox)
         args = self._create_args(holder_id, config)
         message_file = self._termination_file(config)

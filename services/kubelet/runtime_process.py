@@ -58,6 +58,7 @@ from services.kubelet.runtime import (
     PodSandboxConfig,
     RuntimeError_,
 )
+from services.kubelet.security import process_runtime_refusal
 
 VERSION = "0.1.0"
 SHIM_PATH = Path(shim_module.__file__).resolve()
@@ -288,6 +289,11 @@ class ProcessRuntime:
                 f'container "{config.name}" has no command: the process runtime runs a '
                 "container's command and args as a local process and has no image to take an "
                 "entrypoint from; set spec.containers[].command")
+        if config.security is not None:
+            refusal = process_runtime_refusal(config.security, uid=os.getuid(), gid=os.getgid())
+            if refusal:
+                raise ContainerConfigError(
+                    f'container "{config.name}": securityContext cannot be honoured: {refusal}')
         cid = uuid.uuid4().hex
         directory = self.containers_dir / cid
         working_dir = config.working_dir or str(self.pods_dir / sandbox.uid)
