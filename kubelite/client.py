@@ -280,7 +280,7 @@ class Client:
         )
         if grace_period_seconds is not None:
             req.grace_period_seconds = grace_period_seconds
-        return self._object(await self._call(self._stub.Evict, req))
+        return self._object(await self._call("Evict", req, idempotent=False))
 
     async def bind(
         self, name: str, node_name: str, *, namespace: str | None = None, uid: str = ""

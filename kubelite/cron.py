@@ -36,7 +36,12 @@ MAX_MISSED = 100
 
 
 class ScheduleError(ValueError):
-    """A schedule or time zone the apiserver must refuse; str() is the reason."""
+    """A schedule or time zone the apiserver must refuse; str() is the reason, and
+    `reason` the Event reason a controller records (UnknownTimeZone, UnparseableSchedule)."""
+
+    def __init__(self, message: str, *, reason: str = "UnparseableSchedule") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def time_zone(name: str | None) -> tzinfo:
@@ -44,11 +49,11 @@ def time_zone(name: str | None) -> tzinfo:
     if not name:
         return UTC
     if name.startswith(("/", ".")) or ".." in name or name != name.strip():
-        raise ScheduleError(f"unknown time zone {name}")
+        raise ScheduleError(f"unknown time zone {name}", reason="UnknownTimeZone")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"unknown time zone {name}") from None
+        raise ScheduleError(f"unknown time zone {name}", reason="UnknownTimeZone") from None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ LISTED: dict[str, tuple[str, ...]] = {
               "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
               "kubelite_proxy_active_connections", "kubelite_proxy_bytes",
               "kubelite_proxy_errors"),
+    # CoreDNS's names (the families, without _total; the series appear once used).
+    "dns": ("coredns_dns_requests", "coredns_dns_responses",
+            "coredns_dns_request_duration_seconds", "coredns_forward_requests"),
 }
 PROCESS = ("process_cpu_seconds", "process_resident_memory_bytes", "process_start_time_seconds")
 
@@ -123,7 +126,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def urls(cluster: Cluster) -> dict[str, str]:
     found = metrics_urls(cluster)
-    assert set(found) == {"apiserver", "controller", "scheduler", "kubelet", "proxy"}, found
+    assert set(found) == {"apiserver", "controller", "scheduler", "kubelet", "proxy", "dns"}, \
+        found
     wait_serving(found.values())
     return found
 
@@ -273,12 +277,16 @@ async def test_controller_workqueue_and_reconcile_error_metrics_move(
     # workqueue_retries_total: tests/test_controller_logic.py).
     permanent = before.value("controller_reconcile_permanent_errors_total",
                              controller="deployment")
+    retries = scrape(urls, "controller").value("workqueue_retries_total", **q)
     await api.create("deployments", deployment("x" * 250), namespace=ns)
     await moved(urls, "controller", "controller_reconcile_errors_total", errors,
                 controller="deployment")
     await moved(urls, "controller", "controller_reconcile_permanent_errors_total", permanent,
                 controller="deployment")
-    assert scrape(urls, "controller").value("workqueue_retries_total", **q) == retries
+    # Rate-limited requeues would retry it several times within a second; at most one
+    # retry may come from elsewhere ("fine"'s status writes can lose a race).
+    await asyncio.sleep(1.0)
+    assert scrape(urls, "controller").value("workqueue_retries_total", **q) <= retries + 1
     await api.delete("deployments", "x" * 250, namespace=ns)
 
 

@@ -71,7 +71,8 @@ async def test_discovery_lists_what_is_served_with_verbs_short_names_and_categor
     assert {"pods/status", "pods/log", "pods/binding", "pods/eviction"} <= by_name.keys()
     assert "categories" not in by_name["configmaps"]
     assert by_name["secrets"]["namespaced"] is True and not by_name["secrets"].get("shortNames")
-    assert "replicationcontrollers" not in by_name  # not served: absent
+    # Kinds kubelite does not serve are absent (kubectl: "doesn't have a resource type").
+    assert "serviceaccounts" not in by_name and "componentstatuses" not in by_name
     _, groups = await rest.call("GET", "/apis")
     names = [g["name"] for g in groups["groups"]]
     assert {"apps", "autoscaling", "coordination.k8s.io", "metrics.k8s.io"} <= set(names)

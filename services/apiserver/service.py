@@ -72,13 +72,15 @@ def _names(request: Any) -> None:
 def _check_log_container(pod: dict[str, Any], container: str) -> None:
     """Kubernetes' answers (in its words, as the kubelet gives them) to a log request
     naming no container, or one the pod lacks. Both names are bounded by now."""
-    names = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []
-             if isinstance(c, dict)]
+    spec = pod.get("spec") or {}
+    names = [str(c.get("name")) for c in spec.get("containers") or [] if isinstance(c, dict)]
+    inits = [str(c.get("name")) for c in spec.get("initContainers") or [] if isinstance(c, dict)]
     pod_name = (pod.get("metadata") or {}).get("name")
     if not container and len(names) > 1:
+        more = f" or one of the init containers: [{' '.join(inits)}]" if inits else ""
         raise BadRequestError(f"a container name must be specified for pod {pod_name}, "
-                              f"choose one of: [{' '.join(names)}]", field="container")
-    if container and container not in names:
+                              f"choose one of: [{' '.join(names)}]{more}", field="container")
+    if container and container not in names and container not in inits:
         raise BadRequestError(f"container {ascii_text(container)} is not valid for pod "
                               f"{pod_name}", field="container")
 

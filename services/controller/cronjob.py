@@ -169,9 +169,7 @@ class CronJobController(Controller[str]):
             try:
                 schedule = cron.parse(spec.get("schedule", ""), spec.get("timeZone"))
             except cron.ScheduleError as err:
-                reason = ("UnknownTimeZone" if "time zone" in str(err)
-                          else "UnparseableSchedule")
-                self.recorder.event(cj, WARNING, reason, str(err))
+                self.recorder.event(cj, WARNING, err.reason, str(err))
                 schedule = None
             if schedule is not None:
                 next_time = await self._maybe_start(key, cj, status, owned, schedule)
