@@ -58,4 +58,4 @@ def test_data_kinds_have_no_generation() -> None:
     """ConfigMap, Event and Endpoints have no spec, so no metadata.generation."""
     built = _built()
     assert [k for k, s in built.items() if not s.tracks_generation] == [
-        "Endpoints", "Event", "ConfigMap"]
+        "Endpoints", "Event", "ConfigMap", "StorageClass"]

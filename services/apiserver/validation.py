@@ -239,10 +239,58 @@ def check_pod_spec(problems: Problems, path: str, spec: Any) -> None:
                 if value is not None and not 0 < int(value) < 65536:
                     problems.add(f"{cpath}.ports[{j}].{key}",
                                  f"Invalid value: {value}: must be between 1 and 65535, inclusive")
+    check_volumes(problems, path, spec)
     policy = spec.get("restartPolicy")
     if policy is not None and policy not in ("Always", "OnFailure", "Never"):
         problems.add(f"{path}.restartPolicy", f'Unsupported value: "{policy}": supported values: '
                      '"Always", "OnFailure", "Never"')
+
+
+SUPPORTED_VOLUME_TYPES = ("emptyDir", "configMap", "secret", "downwardAPI", "projected",
+                          "hostPath", "persistentVolumeClaim")
+HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
+                   "CharDevice", "BlockDevice")
+
+
+def check_volumes(problems: Problems, path: str, spec: dict[str, Any]) -> None:
+    """Kubernetes' volume checks: unique names, one source each, mounts that name a
+    volume at an absolute path with a relative subPath."""
+    names: set[str] = set()
+    for i, volume in enumerate(spec.get("volumes") or []):
+        vpath = f"{path}.volumes[{i}]"
+        name = volume.get("name", "")
+        if not name:
+            problems.add(f"{vpath}.name", "Required value")
+        elif name in names:
+            problems.add(f"{vpath}.name", f'Duplicate value: "{name}"')
+        else:
+            check_name(problems, f"{vpath}.name", name, rule="label")
+        names.add(name)
+        sources = [k for k in volume if k != "name"]
+        if len(sources) > 1:
+            problems.add(f"{vpath}.{sources[1]}", "Forbidden: may not specify more than 1 "
+                         "volume type")
+        host = volume.get("hostPath")
+        if isinstance(host, dict):
+            if not str(host.get("path", "")).startswith("/"):
+                problems.add(f"{vpath}.hostPath.path", "Required value: must be an absolute "
+                             "path")
+            if (host.get("type") or "") not in HOST_PATH_TYPES:
+                problems.add(f"{vpath}.hostPath.type", f'Unsupported value: "{host["type"]}"')
+        claim = volume.get("persistentVolumeClaim")
+        if isinstance(claim, dict) and not claim.get("claimName"):
+            problems.add(f"{vpath}.persistentVolumeClaim.claimName", "Required value")
+    for i, c in enumerate(spec.get("containers") or []):
+        for j, vm in enumerate(c.get("volumeMounts") or []):
+            mpath = f"{path}.containers[{i}].volumeMounts[{j}]"
+            if vm.get("name") not in names:
+                problems.add(f"{mpath}.name", f'Not found: "{vm.get("name", "")}"')
+            if not vm.get("mountPath"):
+                problems.add(f"{mpath}.mountPath", "Required value")
+            sub = vm.get("subPath") or ""
+            if sub.startswith("/") or ".." in sub.split("/"):
+                problems.add(f"{mpath}.subPath", f'Invalid value: "{sub}": must be a relative '
+                             "path without '..'")
 
 
 def _check_pod(problems: Problems, obj: dict[str, Any]) -> None:
@@ -326,11 +374,11 @@ _KIND_CHECKS = {
 
 # Fields the schema accepts but kubelite does not act on: accepted, with a warning.
 _POD_SPEC_UNIMPLEMENTED = (
-    "volumes", "initContainers", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
+    "initContainers", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
     "serviceAccountName", "dnsConfig", "topologySpreadConstraints", "runtimeClassName",
     "readinessGates", "securityContext", "hostAliases",
 )
-_CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "securityContext", "lifecycle",
+_CONTAINER_UNIMPLEMENTED = ("volumeDevices", "securityContext", "lifecycle",
                             "envFrom", "stdin", "tty")
 
 
@@ -344,6 +392,11 @@ def unimplemented_fields(info: ResourceInfo, obj: dict[str, Any]) -> list[str]:
         pod_specs.append(("spec.template.spec", (spec.get("template") or {}).get("spec") or {}))
     warnings = []
     for path, pod in pod_specs:
+        for i, volume in enumerate(pod.get("volumes") or []):
+            kind = next((k for k in volume if k != "name"), "")
+            if kind and kind not in SUPPORTED_VOLUME_TYPES:
+                warnings.append(f"{path}.volumes[{i}].{kind}: volume type not implemented by "
+                                "kubelite; a kubelet refuses the pod")
         for key in _POD_SPEC_UNIMPLEMENTED:
             if pod.get(key) not in (None, {}, [], False):
                 warnings.append(f"{path}.{key}: not implemented by kubelite; stored, no effect")

@@ -45,6 +45,7 @@ class KubeletConfig:
     docker_host: str = ""  # --runtime docker: the engine (empty: $DOCKER_HOST or the socket)
     docker_network: str = "bridge"
     pod_infra_image: str = "kubelite:latest"
+    allow_host_path: bool = False
 
     @property
     def port(self) -> int:
@@ -103,6 +104,9 @@ def add_kubelet_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "--stats-period", default=10.0,
              help="seconds between samples of container and node usage (the Stats summary "
                   "behind `kubelite top` and the HPA; cpu is the rate between two samples)")
+    add_flag(p, "--allow-host-path", default=False,
+             help="run pods with hostPath volumes (refused by default: the kubelet holds the "
+                  "runtime's socket, so a hostPath can give a pod the node)")
     add_flag(p, "--kill-pods-on-exit", default=False,
              help="stop every container when the kubelet exits (by default they keep running "
                   "and a restarted kubelet adopts them)")
@@ -224,4 +228,5 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         docker_host=args.docker_host,
         docker_network=args.docker_network,
         pod_infra_image=args.pod_infra_image,
+        allow_host_path=args.allow_host_path,
     )

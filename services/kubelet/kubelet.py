@@ -35,6 +35,7 @@ from services.kubelet.pod_sync import PodSyncer
 from services.kubelet.prober import ProbeManager, ProbeType
 from services.kubelet.runtime import Container, ImageService, Runtime
 from services.kubelet.stats import StatsSampler
+from services.kubelet.volumes import VolumeManager, publish_local_path_root, reclaim_local_path
 
 log = logging.getLogger("kubelite.kubelet")
 
@@ -63,6 +64,12 @@ class Kubelet:
                                    period_scale=config.probe_period_scale)
         self.backoff = CrashLoopBackoff(base=config.backoff_base, cap=config.backoff_cap,
                                         reset=config.backoff_reset)
+        self.volumes = VolumeManager(
+            client=client, root_dir=config.root_dir, node_name=config.node_name,
+            host_ip=config.node_ip, allocatable=dict(config.capacity),
+            allow_host_path=config.allow_host_path, docker_tmpfs=runtime.name == "docker")
+        # Local-path PVs of this node whose claim is gone: only this node can delete the data.
+        self.pvs = Informer(client, "persistentvolumes")
         self.syncer = PodSyncer(
             client=client, runtime=self.runtime, prober=self.prober, backoff=self.backoff,
             recorder=self.recorder, node_name=config.node_name, host_ip=config.node_ip,
@@ -71,6 +78,7 @@ class Kubelet:
             services_in=lambda ns: self.services.by_index("namespace", ns),
             list_pods=self.pods.list,
             images=runtime if isinstance(runtime, ImageService) else None,
+            volumes=self.volumes,
         )
         self.node = NodeAgent(client, config, runtime_version=runtime.version,
                               runtime_status=self.runtime.status)
@@ -101,6 +109,11 @@ class Kubelet:
                    message: str) -> None:
         self.recorder.event(pod, WARNING, "Unhealthy",
                             f"{probe_type.value} probe failed: {message}")
+
+    def _reclaim(self, pv: Obj) -> None:
+        task = asyncio.create_task(reclaim_local_path(self.volumes, pv), name="reclaim-pv")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     # -- the sync loop ------------------------------------------------------------
 
@@ -135,10 +148,17 @@ class Kubelet:
     async def run(self) -> None:
         await self.runtime.start()
         await self.node.register()
+        try:
+            await publish_local_path_root(self.volumes)
+        except ApiError as err:
+            log.warning("cannot annotate the node with its local-path root",
+                        extra={"kv": {"error": str(err)}})
+        self.pvs.add_handler(on_add=self._reclaim, on_update=lambda old, new: self._reclaim(new))
         self.pods.add_handler(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new),
                               on_delete=self._enqueue)
         self.pods.start()
         self.services.start()
+        self.pvs.start()
         # Supervised: a loop that raised would leave the node silently half-dead.
         tasks: list[asyncio.Task[Any]] = [spawn("kubelet-node", self.node.run, logger=log)]
         try:
@@ -165,6 +185,7 @@ class Kubelet:
         await self.prober.stop()
         await self.pods.stop()
         await self.services.stop()
+        await self.pvs.stop()
         if self.config.kill_pods_on_exit:
             containers = [c for c in await self.runtime.list_containers() if not c.exited]
             log.info("stopping every container (--kill-pods-on-exit)",

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,6 +54,7 @@ from services.kubelet.runtime import (
     ContainerStartError,
     ContainerState,
     ExecResult,
+    Mount,
     NotFound,
     PodSandbox,
     PodSandboxConfig,
@@ -65,6 +67,26 @@ START_TIMEOUT = 10.0
 LOG_CHUNK = 64 * 1024
 FOLLOW_POLL_SECONDS = 0.1
 EXEC_OUTPUT_LIMIT = 10 * 1024
+
+
+def rewrite_mount_paths(text: str, mounts: Sequence[Mount]) -> str:
+    """text with each absolute mountPath (as a whole path prefix) replaced by the node
+    directory behind it: a process cannot be given a mount, so its paths are mapped."""
+    pairs = sorted(((m.container_path.rstrip("/") or "/", m.host_path) for m in mounts
+                    if m.host_path and m.container_path.startswith("/")),
+                   key=lambda p: -len(p[0]))
+    if not pairs:
+        return text
+    pattern = re.compile(r"(?<![\w.\-/])(" + "|".join(re.escape(c) for c, _ in pairs)
+                         + r")(?=$|[/\s\"';:,)=])")
+    hosts = dict(pairs)
+    return pattern.sub(lambda m: hosts[m.group(1)], text)
+
+
+def mount_env(mounts: Sequence[Mount]) -> list[tuple[str, str]]:
+    """KUBELITE_MOUNT_<n>=<mountPath>=<node path>, one per mount, in the pod's order."""
+    return [(f"KUBELITE_MOUNT_{i}", f"{m.container_path}={m.host_path}")
+            for i, m in enumerate(mounts) if m.host_path]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -283,15 +305,22 @@ class ProcessRuntime:
                 f'container "{config.name}" has no command: the process runtime runs a '
                 "container's command and args as a local process and has no image to take an "
                 "entrypoint from; set spec.containers[].command")
+        if any(m.tmpfs_volume for m in config.mounts):
+            raise ContainerConfigError("the process runtime has no tmpfs volumes")
         cid = uuid.uuid4().hex
         directory = self.containers_dir / cid
-        working_dir = config.working_dir or str(self.pods_dir / sandbox.uid)
+        mounts = config.mounts
+        working_dir = (rewrite_mount_paths(config.working_dir, mounts) if config.working_dir
+                       else str(self.pods_dir / sandbox.uid))
+        env = [(k, rewrite_mount_paths(v, mounts)) for k, v in config.env] + mount_env(mounts)
         data = {
             "id": cid, "podUid": config.pod_uid, "podNamespace": config.pod_namespace,
             "podName": config.pod_name, "name": config.name, "image": config.image,
             "restartCount": config.restart_count, "specHash": config.spec_hash,
-            "labels": dict(config.labels), "command": list(config.command),
-            "args": list(config.args), "env": [list(pair) for pair in config.env],
+            "labels": dict(config.labels),
+            "command": [rewrite_mount_paths(c, mounts) for c in config.command],
+            "args": [rewrite_mount_paths(a, mounts) for a in config.args],
+            "env": [list(pair) for pair in env],
             "workingDir": working_dir, "memoryLimit": config.memory_limit,
             "logPath": str(directory / "container.log"), "createdAt": time.time(),
         }

@@ -17,6 +17,11 @@ from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
 from .service import ServiceStrategy
 from .simple import DataStrategy, EndpointsStrategy, LeaseStrategy
+from .storage import (
+    PersistentVolumeClaimStrategy,
+    PersistentVolumeStrategy,
+    StorageClassStrategy,
+)
 from .workloads import DeploymentStrategy, ReplicaSetStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -32,6 +37,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Lease": LeaseStrategy,
     "HorizontalPodAutoscaler": HorizontalPodAutoscalerStrategy,
     "PodDisruptionBudget": PodDisruptionBudgetStrategy,
+    "PersistentVolume": PersistentVolumeStrategy,
+    "PersistentVolumeClaim": PersistentVolumeClaimStrategy,
+    "StorageClass": StorageClassStrategy,
 }
 
 
