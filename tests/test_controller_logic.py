@@ -544,9 +544,11 @@ def test_controllers_flag_enables_and_disables_by_name():
     assert select_controllers("*") == ("replicaset", "deployment", "endpoint",
                                        "garbagecollector", "nodelifecycle", "tainteviction",
                                        "horizontalpodautoscaling", "disruption", "namespace",
-                                       "eventexpiry")
+                                       "eventexpiry", "persistentvolume-binder",
+                                       "local-path-provisioner")
     assert select_controllers("*,-nodelifecycle,-tainteviction,-endpoint,"
-                              "-horizontalpodautoscaling,-disruption,-namespace,-eventexpiry") == (
+                              "-horizontalpodautoscaling,-disruption,-namespace,-eventexpiry,"
+                              "-persistentvolume-binder,-local-path-provisioner") == (
         "replicaset", "deployment", "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):

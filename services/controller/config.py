@@ -28,7 +28,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
                      "nodelifecycle", "tainteviction", "horizontalpodautoscaling",
-                     "disruption", "namespace", "eventexpiry")
+                     "disruption", "namespace", "eventexpiry", "persistentvolume-binder",
+                     "local-path-provisioner")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from .hpa import HorizontalPodAutoscalerController, Readiness
 from .informers import InformerFactory
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
+from .provisioner import LocalPathProvisioner
+from .pvbinder import PersistentVolumeBinder
 from .replicaset import ReplicaSetController
 from .taintmanager import TaintEvictionController
 from .zones import EvictionRates
@@ -59,6 +61,10 @@ BUILDERS: dict[str, Builder] = {
         client, factory, ttl=config.event_ttl),
     "disruption": lambda client, factory, config: DisruptionController(
         client, factory, deletion_timeout=config.disruption_deletion_timeout),
+    "persistentvolume-binder": lambda client, factory, config: PersistentVolumeBinder(
+        client, factory),
+    "local-path-provisioner": lambda client, factory, config: LocalPathProvisioner(
+        client, factory),
 }
 
 
