@@ -257,3 +257,39 @@ async def _gone(client: Client, resource: str, name: str) -> bool:
     except NotFoundError:
         return True
     return False
+
+
+def test_get_prints_storage_as_kubectl_does() -> None:
+    from datetime import UTC, datetime
+
+    from kubelite.printing import TableOptions, table
+    from kubelite.resources import lookup
+
+    def cells(kind: str, obj: Obj) -> dict[str, str]:
+        headers, row = table(lookup(kind), TableOptions(), datetime.now(UTC))
+        return dict(zip(headers, row(obj), strict=True))
+    stamp = {"creationTimestamp": "2026-01-01T00:00:00Z"}
+    sc = {"metadata": {"name": "standard", **stamp, "annotations": {
+        "storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kubelite.io/local-path", "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer"}
+    assert {k: v for k, v in cells("sc", sc).items() if k != "AGE"} == {
+        "NAME": "standard (default)", "PROVISIONER": "kubelite.io/local-path",
+        "RECLAIMPOLICY": "Delete", "VOLUMEBINDINGMODE": "WaitForFirstConsumer",
+        "ALLOWVOLUMEEXPANSION": "false"}
+    claim = {"metadata": {"name": "data", **stamp},
+             "spec": {"volumeName": "pvc-1", "storageClassName": "standard"},
+             "status": {"phase": "Bound", "capacity": {"storage": "1Gi"},
+                        "accessModes": ["ReadWriteOnce"]}}
+    assert {k: v for k, v in cells("pvc", claim).items() if k != "AGE"} == {
+        "NAME": "data", "STATUS": "Bound", "VOLUME": "pvc-1", "CAPACITY": "1Gi",
+        "ACCESS MODES": "RWO", "STORAGECLASS": "standard", "VOLUMEATTRIBUTESCLASS": "<unset>"}
+    volume = {"metadata": {"name": "pvc-1", **stamp},
+              "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                       "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "standard",
+                       "claimRef": {"namespace": "default", "name": "data"}},
+              "status": {"phase": "Bound"}}
+    assert {k: v for k, v in cells("pv", volume).items() if k != "AGE"} == {
+        "NAME": "pvc-1", "CAPACITY": "1Gi", "ACCESS MODES": "RWO", "RECLAIM POLICY": "Delete",
+        "STATUS": "Bound", "CLAIM": "default/data", "STORAGECLASS": "standard",
+        "VOLUMEATTRIBUTESCLASS": "<unset>", "REASON": ""}
