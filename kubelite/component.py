@@ -58,7 +58,8 @@ class LeaderConfig:
 
 
 def add_common_flags(p: argparse.ArgumentParser, *, health_port: int, metrics_port: int) -> None:
-    add_flag(p, "--server", default=default_server(), help="apiserver address")
+    add_flag(p, "--server", default=default_server(),
+             help="apiserver address, or several separated by commas (fail over)")
     add_flag(p, "--health-listen", default=f"127.0.0.1:{health_port}",
              help="gRPC health-checking address (port 0: any free port)")
     add_flag(p, "--metrics-port", default=metrics_port, help="Prometheus metrics port (0: off)")

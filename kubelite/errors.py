@@ -286,6 +286,13 @@ def from_rpc_error(err: grpc.RpcError) -> ApiError:
 
 
 NAMESPACE_TERMINATING = "NamespaceTerminating"
+RESOURCE_VERSION_TOO_LARGE = "ResourceVersionTooLarge"
+
+
+def is_resource_version_too_large(err: BaseException) -> bool:
+    """Whether err refused a watch from a revision the store has not reached: list again."""
+    return isinstance(err, ApiError) and any(c.type == RESOURCE_VERSION_TOO_LARGE
+                                             for c in err.causes)
 
 
 def is_namespace_terminating(err: BaseException) -> bool:

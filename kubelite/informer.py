@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubelite.client import ObjectList, WatchEvent
-from kubelite.errors import ApiError, ExpiredError
+from kubelite.errors import ApiError, ExpiredError, is_resource_version_too_large
 from kubelite.supervise import TASK_FAILURES, spawn
 
 log = logging.getLogger("kubelite.informer")
@@ -358,6 +358,11 @@ class Informer:
                 continue
             except ApiError as err:
                 log.warning("informer %s: %s: %s; retrying", self.resource, type(err).__name__, err)
+                if is_resource_version_too_large(err):
+                    # The server is behind the revision we resume from (another replica,
+                    # a failover): only a fresh list is consistent, as client-go does.
+                    need_list = True
+                    resumed = False
             except Exception:
                 # A bug or an unexpected transport failure: keep the cache, retry,
                 # counted as a failure of this background task.

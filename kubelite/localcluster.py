@@ -143,9 +143,17 @@ class ManagedProcess:
 
 
 class RedisServer:
-    """A redis-server of our own on a free port, with AOF so a restart loses nothing."""
+    """A redis-server of our own on a free port, with AOF so a restart loses nothing.
 
-    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    appendfsync everysec: Redis writes each command to the AOF before it replies,
+    so a crash of the process (SIGKILL) loses nothing acknowledged; only a crash of
+    the machine may lose the last second, which fsync would have made durable.
+    `replica_of` starts it as a replica of that primary (host, port).
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 *, replica_of: tuple[str, int] | None = None, name: str = "redis",
+                 appendfsync: str = "everysec") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ClusterError("redis-server not found on PATH (apt-get install redis-server)")
@@ -154,19 +162,30 @@ class RedisServer:
         self.port = port or free_port(host)
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.replica_of = replica_of
+        self.name = name
+        self.appendfsync = appendfsync
         self.process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
     def start(self, timeout: float = 10.0) -> RedisServer:
         argv = [
             self.binary, "--port", str(self.port), "--bind", self.host,
-            "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--dir", str(self.workdir), "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
             "--save", "", "--protected-mode", "no", "--daemonize", "no",
         ]
-        self.process = ManagedProcess("redis", argv, self.workdir / "redis.log").start()
+        if self.replica_of:
+            argv += ["--replicaof", self.replica_of[0], str(self.replica_of[1])]
+        self.process = ManagedProcess(self.name, argv,
+                                      self.workdir / f"{self.name}.log").start()
         if not wait_port(self.host, self.port, timeout):
             raise ClusterError(f"redis-server did not listen on {self.port}: "
                                f"{self.process.tail(5)}")
@@ -179,6 +198,151 @@ class RedisServer:
     def kill(self) -> None:
         if self.process:
             self.process.kill()
+
+
+@dataclass(frozen=True)
+class SentinelTimings:
+    """How fast Sentinel declares a primary down and fails over (short for tests)."""
+
+    down_after_ms: int = 5000
+    failover_timeout_ms: int = 60000
+
+
+class SentinelServer:
+    """One `redis-server --sentinel` monitoring `master_name`, with a config of its own."""
+
+    def __init__(self, workdir: Path, primary: tuple[str, int], *, master_name: str = "kubelite",
+                 quorum: int = 2, timings: SentinelTimings = SentinelTimings(),
+                 host: str = "127.0.0.1", name: str = "sentinel") -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ClusterError("redis-server not found on PATH (apt-get install redis-server)")
+        self.binary = binary
+        self.host = host
+        self.port = free_port(host)
+        self.workdir = workdir
+        self.name = name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config = self.workdir / f"{name}.conf"
+        # Sentinel rewrites its file as it learns the topology: written once, so that
+        # a restarted Sentinel remembers the current primary and its config epoch.
+        self.config.write_text("\n".join([
+            f"port {self.port}", f"bind {host}", "protected-mode no", f"dir {self.workdir}",
+            f"sentinel monitor {master_name} {primary[0]} {primary[1]} {quorum}",
+            f"sentinel down-after-milliseconds {master_name} {timings.down_after_ms}",
+            f"sentinel failover-timeout {master_name} {timings.failover_timeout_ms}",
+            f"sentinel parallel-syncs {master_name} 1", "",
+        ]))
+        self.process: ManagedProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> SentinelServer:
+        argv = [self.binary, str(self.config), "--sentinel"]
+        self.process = ManagedProcess(self.name, argv, self.workdir / f"{self.name}.log").start()
+        if not wait_port(self.host, self.port, timeout):
+            raise ClusterError(f"sentinel did not listen on {self.port}: "
+                               f"{self.process.tail(5)}")
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def kill(self) -> None:
+        if self.process:
+            self.process.kill()
+
+
+class RedisHA:
+    """A Redis primary, its replicas and three Sentinels, all local processes.
+
+    The apiservers find the primary through `sentinels` (--redis-sentinels) under
+    `master_name`; `primary()` asks a Sentinel which server that is now.
+    """
+
+    def __init__(self, workdir: Path, *, replicas: int = 1, sentinels: int = 3,
+                 master_name: str = "kubelite", timings: SentinelTimings = SentinelTimings(),
+                 appendfsync: str = "everysec", primary_index: int = 0) -> None:
+        self.master_name = master_name
+        self.servers = [RedisServer(workdir / f"redis-{i}", name=f"redis-{i}",
+                                    appendfsync=appendfsync) for i in range(replicas + 1)]
+        primary = self.servers[primary_index if 0 <= primary_index <= replicas else 0]
+        for server in self.servers:
+            if server is not primary:
+                server.replica_of = (primary.host, primary.port)
+        self.sentinels = [SentinelServer(workdir / f"sentinel-{i}", (primary.host, primary.port),
+                                         master_name=master_name, quorum=sentinels // 2 + 1,
+                                         timings=timings, name=f"sentinel-{i}")
+                          for i in range(sentinels)]
+
+    @property
+    def sentinel_addresses(self) -> str:
+        return ",".join(s.address for s in self.sentinels)
+
+    def processes(self) -> list[ManagedProcess]:
+        return [p.process for p in [*self.servers, *self.sentinels] if p.process is not None]
+
+    def start(self, timeout: float = 20.0) -> RedisHA:
+        self.start_processes()
+        self.wait_replicated(len(self.servers) - 1, timeout)
+        return self
+
+    def start_processes(self) -> list[ManagedProcess]:
+        """Starts the servers (primary first) and the Sentinels; returns their processes."""
+        started = []
+        for server in sorted(self.servers, key=lambda s: s.replica_of is not None):
+            server.start()
+            assert server.process is not None
+            started.append(server.process)
+        for sentinel in self.sentinels:
+            sentinel.start()
+            assert sentinel.process is not None
+            started.append(sentinel.process)
+        return started
+
+    def primary(self) -> RedisServer | None:
+        """The server the Sentinels name as primary now (None if they name none)."""
+        import redis
+
+        for sentinel in self.sentinels:
+            if sentinel.process is None or not sentinel.process.alive():
+                continue
+            try:
+                with redis.Redis(sentinel.host, sentinel.port, socket_timeout=1) as conn:
+                    host, port = conn.sentinel_get_master_addr_by_name(self.master_name)
+            except (redis.RedisError, OSError, TypeError):
+                continue
+            for server in self.servers:
+                if server.port == int(port):
+                    return server
+        return None
+
+    def wait_replicated(self, replicas: int, timeout: float = 20.0) -> RedisServer:
+        """Waits until the Sentinels' primary has `replicas` replicas online and in sync."""
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            primary = self.primary()
+            if primary is not None:
+                try:
+                    with redis.Redis(primary.host, primary.port, socket_timeout=1) as conn:
+                        info = conn.info("replication")
+                        online = sum(1 for k, v in info.items() if k.startswith("slave")
+                                     and isinstance(v, dict) and v.get("state") == "online")
+                        if info.get("role") == "master" and online >= replicas:
+                            return primary
+                except (redis.RedisError, OSError):
+                    pass
+            time.sleep(0.1)
+        raise ClusterError(f"redis primary with {replicas} replica(s) not ready in {timeout:.0f}s")
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *reversed(self.servers)]:
+            process.stop()
 
 
 def component_exists(name: str) -> bool:

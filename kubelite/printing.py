@@ -489,6 +489,67 @@ _SC_COLUMNS = (
            else "false"), AGE,
 )
 
+
+# --- batch ------------------------------------------------------------------
+
+def _has_condition(obj: Obj, type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True"
+               for c in _status(obj).get("conditions") or [])
+
+
+def job_status(job: Obj) -> str:
+    """kubectl's Job STATUS: the terminal condition, else Terminating, else the interim one."""
+    for type_ in ("Complete", "Failed"):
+        if _has_condition(job, type_):
+            return type_
+    if _meta(job).get("deletionTimestamp"):
+        return "Terminating"
+    for type_ in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if _has_condition(job, type_):
+            return type_
+    return "Running"
+
+
+def _job_completions(job: Obj, now: datetime) -> str:
+    spec, succeeded = _spec(job), _num(_status(job).get("succeeded"))
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = spec.get("parallelism") or 0
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def _job_duration(job: Obj, now: datetime) -> str:
+    start = parse_timestamp(_status(job).get("startTime"))
+    if start is None:
+        return ""
+    end = parse_timestamp(_status(job).get("completionTime")) or now
+    return human_duration((end - start).total_seconds())
+
+
+def _job_template_spec(obj: Obj) -> Obj:
+    return ((_spec(obj).get("jobTemplate") or {}).get("spec")) or {}
+
+
+def _cj_containers(obj: Obj) -> list[Obj]:
+    return ((_job_template_spec(obj).get("template") or {}).get("spec") or {}).get(
+        "containers") or []
+
+
+def _cj_suspend(obj: Obj, now: datetime) -> str:
+    value = _spec(obj).get("suspend")
+    return "<unset>" if value is None else str(bool(value))
+
+
+def _cj_last_schedule(obj: Obj, now: datetime) -> str:
+    last = _status(obj).get("lastScheduleTime")
+    return age(last, now) if last else "<none>"
+
+
+def _rc_selector(obj: Obj, now: datetime) -> str:
+    selector = _spec(obj).get("selector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>"
+
+
 COLUMNS: dict[str, tuple[Column, ...]] = {
     "PersistentVolume": _PV_COLUMNS,
     "PersistentVolumeClaim": _PVC_COLUMNS,
@@ -509,6 +570,28 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
                    Column("CONTAINERS", _container_names, True),
                    Column("IMAGES", _container_images, True),
                    Column("SELECTOR", _workload_selector, True)),
+    "ReplicationController": (NAME, Column("DESIRED", _spec_count("replicas")),
+                              Column("CURRENT", _status_count("replicas")),
+                              Column("READY", _status_count("readyReplicas")), AGE,
+                              Column("CONTAINERS", _container_names, True),
+                              Column("IMAGES", _container_images, True),
+                              Column("SELECTOR", _rc_selector, True)),
+    "Job": (NAME, Column("STATUS", lambda o, n: job_status(o)),
+            Column("COMPLETIONS", _job_completions), Column("DURATION", _job_duration), AGE,
+            Column("CONTAINERS", _container_names, True),
+            Column("IMAGES", _container_images, True),
+            Column("SELECTOR", _workload_selector, True)),
+    "CronJob": (NAME, Column("SCHEDULE", _field("spec", "schedule")),
+                Column("TIMEZONE", lambda o, n: _spec(o).get("timeZone") or "<none>"),
+                Column("SUSPEND", _cj_suspend),
+                Column("ACTIVE", lambda o, n: str(len(_status(o).get("active") or []))),
+                Column("LAST SCHEDULE", _cj_last_schedule), AGE,
+                Column("CONTAINERS", lambda o, n: ",".join(
+                    c.get("name", "") for c in _cj_containers(o)) or "<none>", True),
+                Column("IMAGES", lambda o, n: ",".join(
+                    c.get("image", "") for c in _cj_containers(o)) or "<none>", True),
+                Column("SELECTOR", lambda o, n: format_selector(
+                    _job_template_spec(o).get("selector")), True)),
     "Service": (NAME, Column("TYPE", _svc_type), Column("CLUSTER-IP", _svc_cluster_ip),
                 Column("EXTERNAL-IP", _svc_external_ip), Column("PORT(S)", _svc_ports), AGE,
                 Column("SELECTOR", _svc_selector, True)),
@@ -541,6 +624,12 @@ class TableOptions:
     all_namespaces: bool = False
     show_labels: bool = False
     show_kind: bool = False  # several kinds in one `get`: names become `pod/nginx`
+
+
+def table_cell(kind: str, header: str, obj: Obj, now: datetime | None = None) -> str:
+    """One cell of a kind's table (describe reuses a column's arithmetic)."""
+    column = next(c for c in COLUMNS[kind] if c.header == header)
+    return column.cell(obj, now or datetime.now(UTC))
 
 
 def sort_for_display(info: ResourceInfo, objects: Sequence[Obj]) -> list[Obj]:

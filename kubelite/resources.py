@@ -55,6 +55,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("ConfigMap", "configmaps", "configmap", "", "v1", True, ("cm",), False),
     ResourceInfo("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, ("rs",)),
     ResourceInfo("Deployment", "deployments", "deployment", "apps", "v1", True, ("deploy",)),
+    ResourceInfo("ReplicationController", "replicationcontrollers", "replicationcontroller", "",
+                 "v1", True, ("rc",)),
+    ResourceInfo("Job", "jobs", "job", "batch", "v1", True),
+    ResourceInfo("CronJob", "cronjobs", "cronjob", "batch", "v1", True, ("cj",)),
     ResourceInfo("Lease", "leases", "lease", "coordination.k8s.io", "v1", True, (), False),
     ResourceInfo(
         "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",

@@ -7,6 +7,9 @@ its pods run again on another node within grace + toleration + 10 s, and once
 its kubelet is back no pod runs twice. The zone cases use nodes this test
 registers itself, with Leases it renews and then stops renewing, so that only the
 node lifecycle controller's zone logic decides what is evicted.
+
+Every case runs under a steady write load (kubelite.testing.load.Writer): losing
+nodes must not stall the control plane's writes or lose one of them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from kubelite.errors import NotFoundError
 from kubelite.localcluster import ManagedProcess, free_port, python_module_argv, wait_healthy
 from kubelite.objects import now_rfc3339
 from kubelite.taints import TAINT_NOT_READY, TAINT_UNREACHABLE
+from kubelite.testing.load import Writer
 from tests.e2e import (
     FAST_TIMINGS,
     echo_container,
@@ -136,6 +141,28 @@ async def cluster(apiserver_factory, tmp_path: Path) -> AsyncIterator[NodeCluste
 
 
 # -- reading the cluster -----------------------------------------------------------------------
+
+
+# Writes keep flowing while nodes are lost: no gap longer than this (seconds).
+WRITE_GAP = 5.0
+
+
+@asynccontextmanager
+async def steady_writes(client: Client) -> AsyncIterator[Writer]:
+    """A writer creating and patching ConfigMaps throughout the block; afterwards every
+    acknowledged write is present and none waited longer than WRITE_GAP."""
+    namespace = f"load-{uuid.uuid4().hex[:8]}"
+    await client.create("namespaces", {"metadata": {"name": namespace}})
+    writer = Writer(client, namespace, pause=0.05).start()
+    started = time.monotonic()
+    try:
+        yield writer
+    finally:
+        await writer.stop()
+    assert len(writer.acked) > 0 and writer.counter > 20, "the load never ran"
+    await writer.assert_acknowledged_present()
+    gap = writer.longest_gap(started)
+    assert gap < WRITE_GAP, f"writes stalled for {gap:.1f}s while nodes were lost"
 
 
 def deployment(name: str, replicas: int, marker: str) -> Obj:
@@ -267,7 +294,7 @@ async def test_kubelet_sigkilled_pods_move_and_restarted_kubelet_kills_its_copie
         cluster.add_kubelet(name)
     cidrs = {n: k.cidr for n, k in cluster.kubelets.items()}
     marker = uuid.uuid4().hex
-    async with Client(cluster.target) as client:
+    async with Client(cluster.target) as client, steady_writes(client):
         by_node = await spread_deployment(client, "web", marker)
         victim = max(by_node, key=lambda n: len(by_node[n]))
         evicted = set(by_node[victim])
@@ -385,7 +412,7 @@ async def test_kubelet_sigstopped_partition_under_kubelite_up(tmp_path: Path):
                                     what="every component running with the flags passed on")
         cidrs = {"node-0": "127.11.0.0/16", "node-1": "127.12.0.0/16"}
         marker = uuid.uuid4().hex
-        async with Client(target) as client:
+        async with Client(target) as client, steady_writes(client):
             by_node = await spread_deployment(client, "web", marker)
             victim = max(by_node, key=lambda n: len(by_node[n]))
             evicted = set(by_node[victim])
@@ -489,7 +516,7 @@ async def test_most_of_a_zone_silenced_stops_its_evictions(cluster: NodeCluster)
     that node's pod is evicted."""
     cluster.start_control_plane("--controllers", "nodelifecycle,tainteviction",
                                 scheduler=False)
-    async with Client(cluster.target) as client:
+    async with Client(cluster.target) as client, steady_writes(client):
         hollow = HollowNodes(client)
         for i in range(4):
             await hollow.add(f"a{i}", "a")
@@ -522,7 +549,7 @@ async def test_every_node_silenced_evicts_nothing_until_some_node_returns(cluste
     evicted one at a time, at --node-eviction-rate."""
     cluster.start_control_plane("--controllers", "nodelifecycle,tainteviction",
                                 "--node-eviction-rate", "0.5", scheduler=False)
-    async with Client(cluster.target) as client:
+    async with Client(cluster.target) as client, steady_writes(client):
         hollow = HollowNodes(client)
         names = ["n0", "n1", "n2"]
         for name in names:

@@ -398,3 +398,37 @@ async def test_wait_synced_fails_when_not_started(client):
     """wait_synced on an informer that was never started raises instead of hanging."""
     with pytest.raises(RuntimeError):
         await Informer(client, "configmaps").wait_synced()
+
+
+async def test_relists_when_the_store_is_behind_its_revision(apiserver, redis_server, started):
+    """An informer resuming from a revision the store never reached (its data was lost)
+    is told ResourceVersionTooLarge and relists, as client-go's reflector does."""
+    import redis as redis_sync
+
+    async with Client(apiserver.target) as client:
+        await client.create(
+            "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}
+        )
+        for i in range(10):
+            await client.create("configmaps", configmap("ns", f"old{i}"))
+        informer = Informer(client, "configmaps", namespace="ns", backoff_base=0.05,
+                            backoff_cap=0.5)
+        started(informer)
+        await asyncio.wait_for(informer.wait_synced(), 10)
+        ahead = int(informer.last_resource_version)
+        await informer.stop()
+
+        def wipe_and_restart() -> None:
+            redis_sync.Redis.from_url(redis_server.url).flushall()
+            apiserver.restart()
+
+        await asyncio.to_thread(wipe_and_restart)
+        await retrying(lambda: client.create(
+            "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}))
+        await client.create("configmaps", configmap("ns", "new"))
+        informer.start()  # resumes from `ahead`, which this store has not reached
+        want = await truth(client, "configmaps", "ns")
+        await eventually(lambda: cached(informer) == want, timeout=15,
+                         what="the cache to equal a fresh list")
+        assert informer.relists >= 1
+        assert int((await client.list("configmaps", namespace="ns")).resource_version) < ahead

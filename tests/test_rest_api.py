@@ -77,7 +77,9 @@ async def test_discovery_lists_what_is_served_with_verbs_short_names_and_categor
     _, apps = await rest.call("GET", "/apis/apps/v1")
     scale = next(r for r in apps["resources"] if r["name"] == "deployments/scale")
     assert (scale["group"], scale["version"], scale["kind"]) == ("autoscaling", "v1", "Scale")
-    code, missing = await rest.call("GET", "/apis/batch/v1")
+    _, batch = await rest.call("GET", "/apis/batch/v1")
+    assert {r["name"] for r in batch["resources"]} >= {"jobs", "cronjobs"}
+    code, missing = await rest.call("GET", "/apis/networking.k8s.io/v1")
     assert code == 404 and missing["kind"] == "Status" and missing["reason"] == "NotFound"
 
 
@@ -93,7 +95,8 @@ async def test_openapi_carries_kinds_and_patch_strategies(server) -> None:
     assert containers["items"]["$ref"] == "#/definitions/io.k8s.api.core.v1.Container"
     assert v2["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] == {
         "type": "string", "format": "int-or-string"}
-    assert "io.k8s.api.batch.v1.Job" not in v2["definitions"]
+    assert "io.k8s.api.batch.v1.Job" in v2["definitions"]
+    assert "io.k8s.api.networking.v1.Ingress" not in v2["definitions"]
     _, index = await rest.call("GET", "/openapi/v3")
     url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
     _, v3 = await rest.call("GET", url)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from kubelite.resources import RESOURCES
 from services.apiserver import strategies
 from services.apiserver.allocators import ServiceAllocator
 
-REGISTRY = Path(__file__).parent.parent / "services" / "apiserver" / "registry.py"
+APISERVER = Path(__file__).parent.parent / "services" / "apiserver"
 
 
 def _built() -> dict[str, strategies.Strategy]:
@@ -24,10 +26,13 @@ def test_every_served_kind_has_exactly_one_strategy() -> None:
     assert all(built[info.kind].info is info for info in RESOURCES)
 
 
-def test_registry_does_not_branch_on_kind() -> None:
-    """A kind's rules live in its strategy, not in `if kind ==` branches of the registry."""
-    text = REGISTRY.read_text()
-    branches = re.findall(r"\.kind\s*(?:==|!=|in\s*\(|not in\s*\()", text)
+@pytest.mark.parametrize("module", ["registry.py", "validation.py", "defaults.py"])
+def test_generic_layers_do_not_branch_on_kind(module: str) -> None:
+    """A kind's rules live in its strategy, not in `if kind ==` branches of the generic
+    registry, validation or defaults (the strategy says which checks apply)."""
+    text = (APISERVER / module).read_text()
+    branches = re.findall(r"\bkind\s*(?:==|!=)\s*[\"']|\bkind\s+(?:not\s+)?in\s*\(\s*[\"']",
+                          text)
     assert branches == []
 
 

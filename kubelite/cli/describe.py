@@ -247,6 +247,65 @@ def describe_replicaset(d: Description, rs: Obj) -> None:
     describe_conditions(d, status.get("conditions"), ("Type", "Status", "Reason"))
 
 
+def describe_replicationcontroller(d: Description, rc: Obj) -> None:
+    spec = _spec(rc)
+    describe_replicaset(d, {**rc, "spec": {**spec, "selector": {
+        "matchLabels": spec.get("selector") or {}}}})
+
+
+def _unset(value: Any) -> Any:
+    return "<unset>" if value is None else value
+
+
+def describe_job(d: Description, job: Obj) -> None:
+    spec, status = _spec(job), _status(job)
+    d.add("Selector:", columns.format_selector(spec.get("selector")))
+    d.add("Parallelism:", _unset(spec.get("parallelism")))
+    d.add("Completions:", _unset(spec.get("completions")))
+    d.add("Completion Mode:", spec.get("completionMode") or "NonIndexed")
+    d.add("Suspend:", str(bool(spec.get("suspend"))).lower())
+    d.add("Backoff Limit:", _unset(spec.get("backoffLimit")))
+    if spec.get("ttlSecondsAfterFinished") is not None:
+        d.add("TTL Seconds After Finished:", spec["ttlSecondsAfterFinished"])
+    if spec.get("activeDeadlineSeconds") is not None:
+        d.add("Active Deadline Seconds:", f"{spec['activeDeadlineSeconds']}s")
+    if status.get("startTime"):
+        d.add("Start Time:", status["startTime"])
+    if status.get("completionTime"):
+        d.add("Completed At:", status["completionTime"])
+    duration = columns.table_cell("Job", "DURATION", job)
+    if duration:
+        d.add("Duration:", duration)
+    d.add("Pods Statuses:", f"{status.get('active', 0)} Active ({status.get('ready', 0)} Ready)"
+                            f" / {status.get('succeeded', 0)} Succeeded / "
+                            f"{status.get('failed', 0)} Failed")
+    if spec.get("completionMode") == "Indexed":
+        d.add("Completed Indexes:", status.get("completedIndexes") or "<none>")
+    _template(d, job)
+    describe_conditions(d, status.get("conditions"), ("Type", "Status", "Reason"))
+
+
+def describe_cronjob(d: Description, cj: Obj) -> None:
+    spec, status = _spec(cj), _status(cj)
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    d.add("Schedule:", spec.get("schedule", ""))
+    if spec.get("timeZone"):
+        d.add("Time Zone:", spec["timeZone"])
+    d.add("Concurrency Policy:", spec.get("concurrencyPolicy") or "Allow")
+    d.add("Suspend:", str(bool(spec.get("suspend"))))
+    d.add("Successful Job History Limit:", _unset(spec.get("successfulJobsHistoryLimit")))
+    d.add("Failed Job History Limit:", _unset(spec.get("failedJobsHistoryLimit")))
+    d.add("Starting Deadline Seconds:", _unset(spec.get("startingDeadlineSeconds")))
+    d.add("Selector:", columns.format_selector(job_spec.get("selector"))
+          if job_spec.get("selector") else "<unset>")
+    d.add("Parallelism:", _unset(job_spec.get("parallelism")))
+    d.add("Completions:", _unset(job_spec.get("completions")))
+    _template(d, {"spec": job_spec})
+    d.add("Last Schedule Time:", status.get("lastScheduleTime") or "<unset>")
+    d.add("Active Jobs:", ", ".join(a.get("name", "") for a in status.get("active") or [])
+          or "<none>")
+
+
 def describe_service(d: Description, svc: Obj, endpoints: Obj | None = None) -> None:
     spec = _spec(svc)
     d.add("Selector:", format_labels(spec.get("selector")))
@@ -330,6 +389,9 @@ DESCRIBERS: dict[str, Describer] = {
     "Pod": describe_pod,
     "Deployment": describe_deployment,
     "ReplicaSet": describe_replicaset,
+    "ReplicationController": describe_replicationcontroller,
+    "Job": describe_job,
+    "CronJob": describe_cronjob,
     "Service": describe_service,
     "Node": describe_node,
     "Namespace": describe_namespace,

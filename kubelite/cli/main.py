@@ -91,7 +91,8 @@ def common_flags(*, top_level: bool) -> argparse.ArgumentParser:
     parent = Parser(add_help=False)
     default = None if top_level else argparse.SUPPRESS
     parent.add_argument("--server", "-s", default=default, metavar="ADDR",
-                        help="apiserver address (default $KUBELITE_SERVER or 127.0.0.1:6443)")
+                        help="apiserver address, or several separated by commas to fail over "
+                             "between (default $KUBELITE_SERVER or 127.0.0.1:6443)")
     parent.add_argument("--request-timeout", type=duration, default=default, metavar="SECONDS",
                         help=f"deadline of each request, 0 for none "
                              f"(default {DEFAULT_REQUEST_TIMEOUT:g}s)")
@@ -147,6 +148,8 @@ def build_parser() -> Parser:
     p.add_argument("targets", nargs="*", metavar="namespace NAME")
     p.add_argument("-f", "--filename", action="append", default=[], dest="files",
                    metavar="FILE")
+    p.add_argument("--from", dest="from_", default="", metavar="cronjob/NAME",
+                   help="create job NAME: the CronJob whose jobTemplate the Job runs")
 
     add_workload_commands(commands, common)
     drain.add_commands(commands, common, duration=duration)
@@ -175,6 +178,9 @@ def build_parser() -> Parser:
     p.add_argument("--metrics-port", type=int, default=0,
                    help="the apiserver's metrics port (default: a free one)")
     up.add_passed_on_flags(p)
+    p.add_argument("--ha", action="store_true",
+                   help="high availability: Redis with a replica and 3 Sentinels, 2 apiservers "
+                        "(--listen and the next port), 2 schedulers, 2 controller managers")
     return parser
 
 
@@ -312,7 +318,7 @@ async def dispatch(args: argparse.Namespace, session: Session) -> int:
                                        label_selector=args.selector, all=args.all)
         return await delete.run(session, args.files, args.targets, options)
     if command == "create":
-        return await create.run(session, args.files, args.targets)
+        return await create.run(session, args.files, args.targets, args.from_)
     if command == "top":
         top_options = top.TopOptions(all_namespaces=args.all_namespaces,
                                      label_selector=args.selector, containers=args.containers,
@@ -362,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return up.run(up.UpOptions(listen=args.listen, redis_url=args.redis_url,
                                        data_dir=args.data_dir, nodes=args.nodes,
                                        metrics_port=args.metrics_port,
-                                       component_flags=up.passed_on(args)))
+                                       component_flags=up.passed_on(args), ha=args.ha))
         return asyncio.run(run_with_client(args, server, timeout))
     except CliError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)

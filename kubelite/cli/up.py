@@ -19,6 +19,15 @@ Shutdown stops the children in the reverse order of their start, each with
 SIGTERM and then SIGKILL after a grace period. Children run in their own
 session so that a Ctrl-C in the terminal reaches only `up`, which then stops
 them in order. If a child dies on its own, `up` reports it and shuts down.
+
+`up --ha` runs no single point of failure: Redis as a primary, a replica and
+three Sentinels (the apiservers find the primary through them and acknowledge a
+write once the replica holds it), two apiservers (on --listen and the port
+after it), and two schedulers and two controller managers electing a leader.
+Every component is given both apiserver addresses. There a child that dies is
+reported and started again a second later (as `restart: unless-stopped` does
+in docker-compose), so that killing any one process shows a failover and not a
+shutdown. The data dir remembers which Redis server was the primary last.
 """
 
 from __future__ import annotations
@@ -41,7 +50,9 @@ from kubelite.cli.reporting import CliError
 from kubelite.localcluster import (
     ClusterError,
     ManagedProcess,
+    RedisHA,
     RedisServer,
+    SentinelTimings,
     apiserver_process,
     component_exists,
     free_port,
@@ -54,6 +65,9 @@ DEFAULT_DATA_DIR = ".kubelite"
 STOP_GRACE_SECONDS = 10.0
 HEALTH_TIMEOUT_SECONDS = 30.0
 POLL_SECONDS = 0.2
+HA_RESTART_DELAY_SECONDS = 1.0
+# Sentinel declares the primary down after 3 s without an answer (Redis' default is 30 s).
+HA_SENTINEL_TIMINGS = SentinelTimings(down_after_ms=3000, failover_timeout_ms=10000)
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ class UpOptions:
     def flags_for(self, module: str) -> list[str]:
         return [arg for comp, flag, value in self.component_flags if comp == module
                 for arg in (flag, value)]
+    ha: bool = False  # two of each control-plane process, Redis with Sentinel
 
 
 @dataclass(frozen=True)
@@ -122,8 +137,8 @@ def _proxy_args(options: UpOptions, index: int, data: Path) -> list[str]:
 
 # In start order; shutdown runs in reverse. Only those that exist are started.
 COMPONENTS: tuple[Component, ...] = (
-    Component("controller"),
-    Component("scheduler"),
+    Component("controller", replicas=lambda o: 2 if o.ha else 1),
+    Component("scheduler", replicas=lambda o: 2 if o.ha else 1),
     Component("kubelet", replicas=lambda o: o.nodes, args=_kubelet_args),
     Component("proxy", replicas=lambda o: o.nodes, args=_proxy_args),
 )
@@ -192,6 +207,12 @@ def split_address(address: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def second_address(address: str) -> str:
+    """Where the second apiserver of `up --ha` listens: the port after --listen's."""
+    host, port = split_address(address)
+    return f"{host}:{port + 1}"
+
+
 def check_port_free(address: str) -> None:
     """Fails with one line when something already listens on the address.
 
@@ -210,10 +231,11 @@ def check_port_free(address: str) -> None:
             raise CliError(f"cannot listen on {address}: {err.strerror}") from None
 
 
-def _rest_address(listen: str) -> str:
-    """The REST API's address: next to the gRPC port when that one is free."""
+def _rest_address(listen: str, offset: int = 1) -> str:
+    """A REST API's address: `offset` ports after the first gRPC port (past the gRPC
+    ports of every apiserver) when that one is free, else any free port."""
     host, port = split_address(listen)
-    candidate = f"{host}:{port + 1}"
+    candidate = f"{host}:{port + offset}"
     try:
         check_port_free(candidate)
         return candidate
@@ -230,6 +252,7 @@ class LocalCluster:
         self.data_dir = Path(options.data_dir).resolve()
         self.log_dir = self.data_dir / "logs"
         self.redis: RedisServer | None = None
+        self.redis_ha: RedisHA | None = None
         self.children: list[ManagedProcess] = []
         self.metrics: dict[str, int] = {}  # component instance -> metrics port
 
@@ -238,10 +261,28 @@ class LocalCluster:
 
     def start(self) -> None:
         options = self.options
-        check_port_free(options.listen)
+        listens = [options.listen, second_address(options.listen)] if options.ha else [
+            options.listen]
+        for address in listens:
+            check_port_free(address)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         redis_url = options.redis_url
-        if not redis_url:
+        redis_flags: list[str] = []
+        if options.ha:
+            self.redis_ha = RedisHA(self.data_dir / "redis", replicas=1,
+                                    timings=HA_SENTINEL_TIMINGS,
+                                    primary_index=self._last_primary())
+            try:
+                for process in self.redis_ha.start_processes():
+                    self.children.append(process)
+                self.redis_ha.wait_replicated(1, HEALTH_TIMEOUT_SECONDS)
+            except ClusterError as err:
+                raise CliError(str(err)) from None
+            redis_url = self.redis_ha.servers[0].url
+            redis_flags = ["--redis-sentinels", self.redis_ha.sentinel_addresses,
+                           "--redis-master-name", self.redis_ha.master_name,
+                           "--redis-min-replicas", "1"]
+        elif not redis_url:
             try:
                 self.redis = RedisServer(self.data_dir / "redis")
                 self.redis.start()
@@ -250,19 +291,29 @@ class LocalCluster:
             assert self.redis.process is not None
             self.children.append(self.redis.process)
             redis_url = self.redis.url
-        metrics_port = options.metrics_port or free_port()
-        rest_listen = options.rest_listen or _rest_address(options.listen)
-        apiserver = apiserver_process(self.log_dir, listen=options.listen, redis_url=redis_url,
-                                      metrics_port=metrics_port,
-                                      extra=("--rest-listen", rest_listen,
-                                             *options.flags_for("apiserver")))
-        self.children.append(apiserver)  # before start: a signal may arrive at any moment
-        apiserver.start()
-        try:
-            wait_healthy(options.listen, HEALTH_TIMEOUT_SECONDS, apiserver.proc)
-        except ClusterError as err:
-            raise CliError(f"the apiserver did not start: {err} "
-                           f"(see {apiserver.log_path})") from None
+        apiservers = []
+        rest_listens = []
+        for index, address in enumerate(listens):
+            name = "apiserver" if len(listens) == 1 else f"apiserver-{index}"
+            port = (options.metrics_port if index == 0 else 0) or free_port()
+            rest_listen = ((options.rest_listen if index == 0 else "")
+                           or _rest_address(options.listen, len(listens) + index))
+            rest_listens.append(rest_listen)
+            apiserver = apiserver_process(
+                self.log_dir, listen=address, redis_url=redis_url, metrics_port=port,
+                extra=(*redis_flags, "--rest-listen", rest_listen,
+                       *options.flags_for("apiserver")), name=name)
+            self.children.append(apiserver)  # before start: a signal may arrive at any moment
+            self.metrics[name] = port
+            apiserver.start()
+            apiservers.append(apiserver)
+        for address, apiserver in zip(listens, apiservers, strict=True):
+            try:
+                wait_healthy(address, HEALTH_TIMEOUT_SECONDS, apiserver.proc)
+            except ClusterError as err:
+                raise CliError(f"the apiserver did not start: {err} "
+                               f"(see {apiserver.log_path})") from None
+        server = ",".join(listens)
         for component in COMPONENTS:
             if not component_exists(component.module):
                 continue
@@ -270,7 +321,7 @@ class LocalCluster:
             for index in range(count):
                 name = component.instance_name(index, count)
                 argv = python_module_argv(f"services.{component.module}",
-                                          "--server", options.listen,
+                                          "--server", server,
                                           *component.args(options, index, self.data_dir),
                                           *options.flags_for(component.module))
                 port = free_port()
@@ -279,14 +330,26 @@ class LocalCluster:
                 self.children.append(process)
                 self.metrics[name] = port
                 process.start()
-        kubeconfig = write_kubeconfig(self.data_dir / "kubeconfig", f"http://{rest_listen}")
-        self.say(f"kubelite is up: apiserver at {options.listen}")
-        self.say(f"  REST:    http://{rest_listen} (Kubernetes API; kubeconfig: {kubeconfig})")
-        self.say(f"  redis:   {redis_url}"
-                 + (f" (data in {self.redis.workdir})" if self.redis else ""))
+        # kubectl takes one server: the first apiserver's REST face.
+        kubeconfig = write_kubeconfig(self.data_dir / "kubeconfig", f"http://{rest_listens[0]}")
+        self.say(f"kubelite is up: apiserver at {server}"
+                 + (" (high availability)" if options.ha else ""))
+        self.say(f"  REST:    {', '.join('http://' + r for r in rest_listens)} "
+                 f"(Kubernetes API; kubeconfig: {kubeconfig})")
+        if options.ha:
+            assert self.redis_ha is not None
+            self.say(f"  redis:   primary {self.redis_ha.servers[0].address}, replica "
+                     f"{self.redis_ha.servers[1].address} (data in {self.data_dir / 'redis'})")
+            self.say(f"  sentinels: {self.redis_ha.sentinel_addresses} "
+                     f"(master name {self.redis_ha.master_name})")
+            self.say(f"  use:     kubelite --server {server} get nodes  "
+                     f"(or KUBELITE_SERVER={server})")
+        else:
+            self.say(f"  redis:   {redis_url}"
+                     + (f" (data in {self.redis.workdir})" if self.redis else ""))
         self.say("  metrics:")
-        for name, port in {"apiserver": metrics_port, **self.metrics}.items():
-            self.say(f"    {name + ':':<12} http://127.0.0.1:{port}/metrics")
+        for name, port in self.metrics.items():
+            self.say(f"    {name + ':':<14} http://127.0.0.1:{port}/metrics")
         self.say(f"  logs:    {self.log_dir}/"
                  + (f" (redis: {self.redis.process.log_path})"
                     if self.redis and self.redis.process else ""))
@@ -296,17 +359,47 @@ class LocalCluster:
         self.say(f"export KUBECONFIG={kubeconfig}")
         self.say("Press Ctrl-C to stop.")
 
+    def _primary_file(self) -> Path:
+        return self.data_dir / "redis" / "primary"
+
+    def _last_primary(self) -> int:
+        """The Redis server that was the primary when `up --ha` last stopped: its data
+        is the newest, so it must not resynchronize from the other."""
+        try:
+            return int(self._primary_file().read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
     def watch_children(self) -> None:
-        """Returns never: raises ChildDied when a child exits, Shutdown on a signal."""
+        """Returns never: raises ChildDied when a child exits, Shutdown on a signal.
+
+        With --ha a dead child is reported and started again instead.
+        """
+        died: dict[str, float] = {}
         while True:
             for child in self.children:
-                if not child.alive():
-                    code = child.proc.returncode if child.proc else None
+                if child.alive():
+                    continue
+                code = child.proc.returncode if child.proc else None
+                if not self.options.ha:
                     raise ChildDied(f"{child.name} exited unexpectedly with code {code} "
                                     f"(see {child.log_path})")
+                now = time.monotonic()
+                if child.name not in died:
+                    died[child.name] = now
+                    self.say(f"{child.name} exited with code {code}; restarting it in "
+                             f"{HA_RESTART_DELAY_SECONDS:g}s (see {child.log_path})")
+                elif now - died[child.name] >= HA_RESTART_DELAY_SECONDS:
+                    del died[child.name]
+                    child.start()
+                    self.say(f"{child.name} restarted (pid {child.pid})")
             time.sleep(POLL_SECONDS)
 
     def stop(self) -> None:
+        if self.redis_ha is not None:
+            primary = self.redis_ha.primary()
+            if primary is not None:
+                self._primary_file().write_text(f"{self.redis_ha.servers.index(primary)}\n")
         for child in reversed(self.children):
             child.stop(STOP_GRACE_SECONDS)
         if self.redis is not None:

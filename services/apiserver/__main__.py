@@ -24,7 +24,7 @@ from .allocators import ServiceAllocator
 from .metrics import track_storage
 from .registry import Registry
 from .service import ApiService
-from .storage import Storage
+from .storage import Storage, parse_sentinels
 from .validation import DEFAULT_SCHEMA_VERSION, resolve_schema_version
 from .watchcache import WatchCache
 
@@ -36,6 +36,10 @@ class Config:
     listen: str
     rest_listen: str
     redis_url: str
+    redis_sentinels: str
+    redis_master_name: str
+    redis_min_replicas: int
+    redis_wait_timeout: float
     metrics_port: int
     metrics_address: str
     history: int
@@ -57,6 +61,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add_flag(p, "--rest-listen", default="",
              help="HOST:PORT for Kubernetes' REST API (plain HTTP; empty: off)")
     add_flag(p, "--redis-url", default="redis://127.0.0.1:6379/0", help="Redis to store in")
+    add_flag(p, "--redis-sentinels", default="",
+             help="host:port,... of Redis Sentinels: find the primary through them and "
+                  "follow its failovers (--redis-url is then unused)")
+    add_flag(p, "--redis-master-name", default="kubelite",
+             help="the name the Sentinels monitor the primary under")
+    add_flag(p, "--redis-min-replicas", default=0,
+             help="acknowledge a write only once this many replicas hold it (WAIT; 0: off)")
+    add_flag(p, "--redis-wait-timeout", default=1.0,
+             help="seconds a write waits for its replicas before it is refused as "
+                  "UNAVAILABLE")
     add_flag(p, "--metrics-port", default=0, help="Prometheus metrics port (0: off)")
     add_flag(p, "--metrics-address", default="127.0.0.1", help="metrics bind address")
     add_flag(p, "--history", default=10000,
@@ -87,7 +101,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
                     "controller manager (its --event-ttl)")
     return Config(
         listen=a.listen, rest_listen=a.rest_listen, redis_url=a.redis_url,
-        metrics_port=a.metrics_port,
+        redis_sentinels=a.redis_sentinels,
+        redis_master_name=a.redis_master_name, redis_min_replicas=a.redis_min_replicas,
+        redis_wait_timeout=a.redis_wait_timeout, metrics_port=a.metrics_port,
         metrics_address=a.metrics_address, history=a.history,
         watch_cache_size=a.watch_cache_size, bookmark_interval=a.bookmark_interval,
         storage_timeout=a.storage_timeout, key_prefix=a.key_prefix,
@@ -126,7 +142,11 @@ async def _bootstrap(registry: Registry, health_servicer: health.aio.HealthServi
 
 async def serve(config: Config) -> None:
     storage = Storage(config.redis_url, prefix=config.key_prefix, history=config.history,
-                      timeout=config.storage_timeout)
+                      timeout=config.storage_timeout,
+                      sentinels=parse_sentinels(config.redis_sentinels),
+                      master_name=config.redis_master_name,
+                      min_replicas=config.redis_min_replicas,
+                      wait_timeout=config.redis_wait_timeout)
     registry = Registry(storage, schema_version=config.schema_version,
                         services=ServiceAllocator(config.service_cluster_ip_range,
                                                   config.service_node_port_range),
@@ -168,8 +188,10 @@ async def serve(config: Config) -> None:
             raise SystemExit(f"kubelite-apiserver: cannot listen on {config.rest_listen}: "
                              f"{err.strerror}") from None
     log.info("apiserver started", extra={"kv": {
-        "listen": config.listen, "rest_listen": config.rest_listen, "redis": config.redis_url,
-        "schemas": config.schema_version,
+        "listen": config.listen, "rest_listen": config.rest_listen,
+        "redis": (f"sentinels {config.redis_sentinels} ({config.redis_master_name})"
+                  if config.redis_sentinels else config.redis_url),
+        "min_replicas": config.redis_min_replicas, "schemas": config.schema_version,
         "metrics_port": config.metrics_port}})
     # One-shot, and it retries Redis itself; a bug in it must still not pass silently.
     bootstrap = spawn("apiserver-bootstrap", lambda: _bootstrap(registry, health_servicer),

@@ -22,24 +22,29 @@ from kubelite import selectors
 from kubelite.errors import (
     AlreadyExistsError,
     BadRequestError,
+    Cause,
     ConflictError,
     InvalidError,
     NotFoundError,
     PreconditionFailedError,
     UnavailableError,
+    clip,
 )
 from kubelite.objects import merge_patch, now_rfc3339
 from kubelite.resources import ResourceInfo, lookup
 
 from . import strategies
 from .allocators import CLUSTER_IP, Claim, ServiceAllocator
+from .decode import drop_nulls, loads_object
 from .storage import RV_PLACEHOLDER, AllocationConflict, Storage, split_serialized
 from .strategies import Strategy
-from .validation import validate_schema
+from .validation import check_request_name, show, validate_schema
 
 log = logging.getLogger("kubelite.apiserver.registry")
 
 MAX_OBJECT_BYTES = 1536 * 1024  # 1.5 MiB, as etcd's default request limit
+# Longer than any real grace period, short enough that now + grace is a date.
+MAX_GRACE_SECONDS = 2**31 - 1
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
@@ -101,13 +106,8 @@ def _rv(obj: dict[str, Any]) -> str:
 
 
 def _json_object(body: bytes, what: str = "object") -> dict[str, Any]:
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidError(f"{what} is not valid JSON: {err}") from None
-    if not isinstance(obj, dict):
-        raise InvalidError(f"{what} must be a JSON object, not {type(obj).__name__}")
-    return obj
+    obj = loads_object(body, what)
+    return obj if what == "patch" else drop_nulls(obj)  # in a patch, null means delete
 
 
 def encode_continue(revision: int, key: str) -> str:
@@ -117,10 +117,14 @@ def encode_continue(revision: int, key: str) -> str:
 
 def decode_continue(token: str) -> tuple[int, str]:
     try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(data["rv"]), str(data["key"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidError("continue: Invalid value: the continue token is malformed") from None
+        data = loads_object(base64.urlsafe_b64decode(token.encode()), "continue")
+        rv, key = data["rv"], data["key"]
+    except (ValueError, KeyError, TypeError, binascii.Error, BadRequestError):
+        rv = key = None
+    if not (isinstance(rv, int) and rv >= 0 and isinstance(key, str)):
+        raise BadRequestError("continue: Invalid value: the continue token is malformed",
+                              field="continue")
+    return rv, key
 
 
 class Registry:
@@ -155,7 +159,7 @@ class Registry:
             return
         if api_version != info.api_version or kind != info.kind:
             raise InvalidError(
-                f"the object is {api_version}/{kind} but the request is for "
+                f"the object is {show(api_version)}/{show(kind)} but the request is for "
                 f"{info.api_version}/{info.kind} ({info.plural})", field="kind")
 
     def _serialize(self, info: ResourceInfo, obj: dict[str, Any]) -> tuple[str, str]:
@@ -185,6 +189,11 @@ class Registry:
             raise InvalidError("resourceVersion should not be set on objects to be created",
                                field="metadata.resourceVersion")
         generate = not meta.get("name") and meta.get("generateName")
+        if not meta.get("name") and not generate:  # before defaulting, which reads the name
+            raise InvalidError(f"{info.kind} is invalid: metadata.name: Required value: name or "
+                               "generateName is required",
+                               causes=[Cause.from_message("metadata.name", "Required value: "
+                                                          "name or generateName is required")])
         for attempt in range(5):
             if generate:
                 meta["name"] = str(meta["generateName"]) + "".join(
@@ -269,7 +278,7 @@ class Registry:
         ns = namespace if info.namespaced else ""
         matches = compile_filter(label_selector, field_selector)
         if limit < 0:
-            raise InvalidError("limit: Invalid value: must be 0 or greater", field="limit")
+            raise BadRequestError(f"Invalid value: {limit}: must be 0 or greater", field="limit")
         after, first_rev = "", 0
         if continue_token:
             first_rev, after = decode_continue(continue_token)
@@ -278,7 +287,7 @@ class Registry:
             items = [raw for _, raw in pairs if matches is None or matches(json.loads(raw))]
             return Page(items, first_rev or rev, "")
         items: list[bytes] = []
-        chunk = max(limit * 2, 100)
+        chunk = min(max(limit * 2, 100), 5000)  # a huge limit must not become a huge read
         last_key = after
         while True:
             rev, pairs = await self.storage.list(info.plural, ns, after=last_key, count=chunk)
@@ -310,6 +319,7 @@ class Registry:
         name = meta.get("name")
         if not name:
             raise InvalidError("metadata.name: Required value", field="metadata.name")
+        check_request_name(name)
         ns = self._namespace(info, namespace, obj)
         old = await self._read(info, ns, name)
         old_meta = old["metadata"]
@@ -319,7 +329,7 @@ class Registry:
                 "has been modified; please apply your changes to the latest version and try "
                 "again")
         if meta.get("uid") and meta["uid"] != old_meta.get("uid"):
-            raise ConflictError(f"Precondition failed: UID in object meta: {meta['uid']}, "
+            raise ConflictError(f"Precondition failed: UID in object meta: {show(meta['uid'])}, "
                                 f"stored UID: {old_meta.get('uid')}")
         if status:
             new = self.strategy(info).prepare_for_status_update(old, obj)
@@ -356,6 +366,8 @@ class Registry:
             return Result(json.dumps(old, separators=(",", ":")).encode())
         if _content(new) != _content(old) and "generation" in old["metadata"]:
             meta["generation"] = int(old["metadata"]["generation"]) + 1
+        # The object as it will be stored, not only the request, must be valid.
+        validate_schema(info, new, self.schema_version)
         strategy.validate(new)
         warnings = strategy.warnings(new)
         raw = await self._commit_claiming(
@@ -365,6 +377,9 @@ class Registry:
 
     async def patch(self, info: ResourceInfo, namespace: str, name: str, body: bytes) -> Result:
         patch = _json_object(body, "patch")
+        if not isinstance(patch.get("metadata", {}), dict | None):
+            raise InvalidError(f"Invalid value: {show(patch['metadata'])}: must be an object",
+                               field="metadata")
         ns = self._namespace(info, namespace, None)
         pinned = str((patch.get("metadata") or {}).get("resourceVersion") or "")
         for _ in range(_CONFLICT_RETRIES):
@@ -395,10 +410,12 @@ class Registry:
                      resource_version: str = "", grace: int | None = None,
                      propagation: str = "") -> Result:
         if propagation not in ("", "Background", "Foreground", "Orphan"):
-            raise InvalidError(f'propagationPolicy: Unsupported value: "{propagation}": '
-                               'supported values: "Background", "Foreground", "Orphan"')
-        if grace is not None and grace < 0:
-            raise InvalidError("gracePeriodSeconds: Invalid value: must be 0 or greater")
+            raise BadRequestError(f"Unsupported value: {show(propagation)}: supported values: "
+                                  '"Background", "Foreground", "Orphan"',
+                                  field="propagationPolicy")
+        if grace is not None and not 0 <= grace <= MAX_GRACE_SECONDS:
+            raise BadRequestError(f"Invalid value: {grace}: must be between 0 and "
+                                  f"{MAX_GRACE_SECONDS}, inclusive", field="gracePeriodSeconds")
         ns = self._namespace(info, namespace, None)
         for _ in range(_CONFLICT_RETRIES):
             old = await self._read(info, ns, name)
@@ -427,7 +444,8 @@ class Registry:
         wanted = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
         if wanted and wanted not in finalizers and not meta.get("deletionTimestamp"):
             finalizers.append(wanted)
-        period = self.strategy(info).grace_period(old, grace)
+        # Clamped: an object stored before the bound existed may ask for more.
+        period = min(self.strategy(info).grace_period(old, grace), MAX_GRACE_SECONDS)
         now = datetime.now(UTC)
         if period > 0:
             current = meta.get("deletionGracePeriodSeconds")
@@ -550,9 +568,13 @@ def compile_filter(label_selector: str, field_selector: str):
     """One predicate for both selectors, or None when neither selects anything."""
     try:
         labels = selectors.parse_label_selector(label_selector) if label_selector else None
-        fields = selectors.parse_field_selector(field_selector) if field_selector else None
     except InvalidError as err:  # a malformed request, not an invalid object: a 400
-        raise BadRequestError(err.message, field=err.field) from None
+        raise BadRequestError(f"unable to parse requirement: {clip(err.message, 200)}",
+                              field="labelSelector") from None
+    try:
+        fields = selectors.parse_field_selector(field_selector) if field_selector else None
+    except InvalidError as err:
+        raise BadRequestError(clip(err.message, 200), field="fieldSelector") from None
     if labels is None and fields is None:
         return None
 

@@ -19,20 +19,40 @@ Layout (prefix `kl` by default):
 The object's JSON is built in Python around a placeholder for the revision; the
 script splices the revision in, so objects are never decoded in Lua (cjson would
 turn empty lists into objects).
+
+High availability (docs/storage-and-watch.md, "Replication and failover"):
+  - With --redis-sentinels the storage finds the primary through Redis Sentinel and
+    follows a failover without a restart (redis-py's Sentinel pools).
+  - With --redis-min-replicas N a write is acknowledged only once N replicas hold
+    it: the commit script and `WAIT N timeout` go in one pipeline, on one connection.
+  - Every new connection to a primary first runs the epoch script: when the primary
+    is not the one the data last saw (`kl:epoch` names Sentinel's config epoch and
+    the primary's address), the revision counter jumps to the next multiple of
+    EPOCH_BLOCK and a FAILOVER marker goes into the stream. Revisions the old
+    primary handed out but never replicated therefore never name another change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from kubelite.errors import (
     NAMESPACE_TERMINATING,
@@ -64,6 +84,10 @@ _RV_PLACEHOLDER_JSON = json.dumps(RV_PLACEHOLDER)
 
 _COMMIT = """
 local op, member, expected = ARGV[1], ARGV[2], ARGV[3]
+-- The last KEY and ARGV: kl:epoch and the primary this connection was opened to
+-- (with Sentinel). A connection from before a failover must not write unjumped.
+local primary = ARGV[#ARGV]
+if primary ~= '' and redis.call('GET', KEYS[#KEYS]) ~= primary then return {-7} end
 local cur = redis.call('HGET', KEYS[3], member)
 if op == 'create' then
   if cur then return {-1} end
@@ -127,7 +151,29 @@ end
 return out
 """
 
-_EVENT_FIELDS = (b"t", b"r", b"o", b"p")
+# A failover moves the revision counter to the next multiple of this: an old primary
+# would have to commit a trillion unreplicated writes to reach the new one's range.
+EPOCH_BLOCK = 10**12
+FAILOVER = "FAILOVER"  # the type of the stream entry that marks a jump
+
+# KEYS: rev, events, epoch. ARGV: the primary's identity, EPOCH_BLOCK, history.
+# Returns {jumped_from, jumped_to}, or {} when this primary is the one the data knows.
+_EPOCH = """
+local cur = redis.call('GET', KEYS[3])
+if cur == ARGV[1] then return {} end
+redis.call('SET', KEYS[3], ARGV[1])
+local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
+if rev == 0 then return {} end
+local block = tonumber(ARGV[2])
+local new = string.format('%d', (math.floor(rev / block) + 1) * block)
+local old = string.format('%d', rev)
+redis.call('SET', KEYS[1], new)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], new .. '-0',
+           't', 'FAILOVER', 'r', '', 'o', '', 'p', '', 'f', old)
+return {old, new}
+"""
+
+log = logging.getLogger("kubelite.apiserver.storage")
 
 
 class AllocationConflict(Exception):
@@ -147,6 +193,9 @@ class StoredEvent:
     resource: str
     raw: bytes  # the object's JSON, resourceVersion included
     prev: bytes  # the fields that selectors look at, before the change ("" if none)
+    # A FAILOVER marker: the last revision before the jump (revisions after it and
+    # before this one were never committed on the current primary).
+    jumped_from: int = 0
 
 
 def member_key(namespace: str, name: str) -> str:
@@ -172,34 +221,134 @@ def parse_event(entry_id: bytes, fields: dict[bytes, bytes]) -> StoredEvent:
         resource=fields[b"r"].decode(),
         raw=fields[b"o"],
         prev=fields.get(b"p", b""),
+        jumped_from=int(fields.get(b"f") or 0),
     )
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        return text.strip(), default_port
+    return host or "127.0.0.1", int(port)
+
+
+def parse_sentinels(text: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (port 26379 when left out) as (host, port) pairs."""
+    return [parse_address(part, 26379) for part in text.split(",") if part.strip()]
+
+
+class _EpochSentinel(Sentinel):
+    """Sentinel discovery that also remembers the config epoch each primary came with."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.epochs: dict[tuple[str, int], int] = {}
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        errors = []
+        for sentinel in self.sentinels:
+            try:
+                state = (await sentinel.sentinel_masters()).get(service_name)
+            except (RedisError, OSError) as err:
+                errors.append(f"{err!r}")
+                continue
+            if state and self.check_master_state(state, service_name):
+                address = (state["ip"], int(state["port"]))
+                # The address and its epoch come from one reply, so a connection to
+                # the new primary never carries the old primary's epoch.
+                self.epochs[address] = int(state.get("config-epoch") or 0)
+                return address
+        raise MasterNotFoundError(f"No master found for {service_name!r}: {', '.join(errors)}")
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's primary discovery with the blocking pool's queueing."""
+
+    epoch_keys: tuple[str, str, str] = ("", "", "")
+    history: int = 0
+
+
+class _EpochConnection(SentinelManagedConnection):
+    """Runs the epoch script on every new connection to a primary, before any command.
+
+    `primary` names the primary it was opened to; commits on it check that this is
+    still the primary the data knows (a connection can outlive a demotion and a
+    promotion back, with no write in between to break it).
+    """
+
+    primary = ""
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        await super().connect_to(address)
+        pool = self.connection_pool
+        epoch = pool.sentinel_manager.epochs.get(tuple(address), 0)
+        identity = f"{epoch}@{address[0]}:{address[1]}"
+        try:
+            await self.send_command("EVAL", _EPOCH, 3, *pool.epoch_keys, identity,
+                                    EPOCH_BLOCK, pool.history)
+            jumped = await self.read_response()
+        except ResponseError as err:
+            await self.disconnect()
+            raise RedisConnectionError(f"primary {identity} refused the epoch check: "
+                                       f"{err}") from None
+        self.primary = identity
+        if jumped:
+            log.warning("a new primary: the revision counter jumps past the old one's",
+                        extra={"kv": {"primary": identity, "from": int(jumped[0]),
+                                      "to": int(jumped[1])}})
 
 
 class Storage:
     """The apiserver's only door to Redis. Redis failures become UnavailableError."""
 
     def __init__(self, url: str, *, prefix: str = "kl", history: int = 10000,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, sentinels: Sequence[tuple[str, int]] = (),
+                 master_name: str = "kubelite", min_replicas: int = 0,
+                 wait_timeout: float = 1.0) -> None:
         self.prefix = prefix
         self.history = history
         self.timeout = timeout
+        self.min_replicas = min_replicas
+        self.wait_timeout = wait_timeout
+        self.rev_key = f"{prefix}:rev"
+        self.events_key = f"{prefix}:events"
+        self.epoch_key = f"{prefix}:epoch"
+        self.fence_channel = f"{prefix}:fence"
+        self.terminating_key = f"{prefix}:terminating"
         common: dict[str, Any] = dict(
             socket_connect_timeout=min(timeout, 2.0),
             retry=Retry(NoBackoff(), 0),
         )
-        # No socket_timeout here: guard() bounds every call already, and redis-py
-        # would wrap each send in one more wait_for. A blocking pool queues calls
-        # beyond max_connections instead of failing them.
-        self.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=timeout, **common))
-        # Blocking stream reads get a connection of their own, with a timeout
-        # longer than the block, so that they never starve ordinary calls.
-        self.stream_redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout + 5.0, client_name="kubelite-watchcache",
-            max_connections=2, **common)
-        self.rev_key = f"{prefix}:rev"
-        self.events_key = f"{prefix}:events"
-        self.terminating_key = f"{prefix}:terminating"
+        self.sentinel: _EpochSentinel | None = None
+        if sentinels:
+            self.sentinel = _EpochSentinel(
+                list(sentinels), sentinel_kwargs=dict(
+                    socket_timeout=min(timeout, 1.0), socket_connect_timeout=min(timeout, 1.0)))
+            pools = [
+                _BlockingSentinelPool(master_name, self.sentinel,
+                                      connection_class=_EpochConnection,
+                                      max_connections=64, timeout=timeout, **common),
+                _BlockingSentinelPool(master_name, self.sentinel,
+                                      connection_class=_EpochConnection, max_connections=2,
+                                      timeout=timeout, socket_timeout=timeout + 5.0,
+                                      client_name="kubelite-watchcache", **common),
+            ]
+            for pool in pools:
+                pool.epoch_keys = (self.rev_key, self.events_key, self.epoch_key)
+                pool.history = history
+            self.redis = aioredis.Redis(connection_pool=pools[0])
+            self.stream_redis = aioredis.Redis(connection_pool=pools[1])
+        else:
+            # No socket_timeout here: guard() bounds every call already, and redis-py
+            # would wrap each send in one more wait_for. A blocking pool queues calls
+            # beyond max_connections instead of failing them.
+            self.redis = aioredis.Redis(connection_pool=BlockingConnectionPool.from_url(
+                url, max_connections=64, timeout=timeout, **common))
+            # Blocking stream reads get a connection of their own, with a timeout
+            # longer than the block, so that they never starve ordinary calls.
+            self.stream_redis = aioredis.Redis.from_url(
+                url, socket_timeout=timeout + 5.0, client_name="kubelite-watchcache",
+                max_connections=2, **common)
         self._commit = self.redis.register_script(_COMMIT)
         self._list = self.redis.register_script(_LIST)
 
@@ -220,6 +369,8 @@ class Storage:
     async def close(self) -> None:
         await self.redis.aclose()
         await self.stream_redis.aclose()
+        if self.sentinel is not None:
+            await self.sentinel.aclose()
 
     async def guard(self, op: Awaitable[T] | Callable[[], Awaitable[T]],
                     timeout: float | None = None) -> T:
@@ -272,10 +423,15 @@ class Storage:
                 self.hash_key("namespaces"), self.terminating_key]
         keys += [self.allocator_key(a) for a, _ in claims]
         keys += [self.allocator_key(a) for a, _ in releases]
+        keys.append(self.epoch_key)
         args = [op, member_key(namespace, name), expected_rv, head, tail, event_type, resource,
                 self.history, check_namespace, prev, len(claims), *(v for _, v in claims),
                 len(releases), *(v for _, v in releases)]
-        result = await self.guard(self._commit(keys=keys, args=args), timeout)
+        if self.min_replicas > 0 or self.sentinel is not None:
+            result = await self.guard(self._pinned_commit(keys, args),
+                                      max(timeout or self.timeout, self.wait_timeout + 1.0))
+        else:
+            result = await self.guard(self._commit(keys=keys, args=[*args, ""]), timeout)
         code = int(result[0])
         if code > 0:
             return code, f"{head}{code}{tail}".encode()
@@ -295,6 +451,60 @@ class Storage:
         raise ConflictError(
             f'Operation cannot be fulfilled on {resource} "{name}": the object has been '
             f'modified; please apply your changes to the latest version and try again')
+
+    async def _pinned_commit(self, keys: list[Any], args: list[Any]) -> Any:
+        """The commit script, then (with min_replicas) WAIT, on one connection whose
+        primary the script checks: acknowledged once replicated.
+
+        When fewer than min_replicas confirm within wait_timeout the write is NOT
+        acknowledged (UnavailableError), although it is committed on the primary and
+        may yet survive, as etcd's request timeouts: the caller must read to know.
+        """
+        loaded = False
+        for _ in range(3):
+            conn = await self.redis.connection_pool.get_connection()
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.connection = conn  # the pipeline releases it when done
+            pipe.evalsha(self._commit.sha, len(keys), *keys, *args,
+                         getattr(conn, "primary", ""))
+            if self.min_replicas > 0:
+                pipe.execute_command("WAIT", self.min_replicas, int(self.wait_timeout * 1000))
+            result, *acked = await pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError) and not loaded:
+                # A primary just promoted (or restarted) has an empty script cache.
+                await self.redis.script_load(_COMMIT)
+                loaded = True
+                continue
+            if isinstance(result, Exception):
+                raise result
+            code = int(result[0])
+            if code == -7:
+                # Opened to this server before it became (again) the primary: the next
+                # connection asks Sentinel and runs the epoch script first.
+                await conn.disconnect()
+                continue
+            if code > 0 and acked and (isinstance(acked[0], Exception)
+                                       or int(acked[0]) < self.min_replicas):
+                raise UnavailableError(
+                    f"storage is unavailable: revision {code} was committed but not confirmed "
+                    f"by {self.min_replicas} replica(s) within {self.wait_timeout:g}s; it may "
+                    f"or may not survive a failover (read it back to know)")
+            return result
+        raise UnavailableError("storage is unavailable: no connection to the current primary")
+
+    async def replicated(self) -> bool:
+        """Whether everything committed so far is held by min_replicas replicas.
+
+        A write on this connection (a PUBLISH nobody hears) moves its replication
+        offset past every commit made before it, so WAIT then covers them all.
+        """
+        if self.min_replicas <= 0:
+            return True
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.publish(self.fence_channel, b"")
+        pipe.execute_command("WAIT", self.min_replicas, int(self.wait_timeout * 1000))
+        _, acked = await self.guard(pipe.execute(), self.wait_timeout + self.timeout)
+        return int(acked) >= self.min_replicas
 
     async def list(self, resource: str, namespace: str, *, after: str = "",
                    count: int = 0) -> tuple[int, list[tuple[str, bytes]]]:
@@ -333,10 +543,17 @@ class Storage:
             if not entries:
                 break
             events = [parse_event(eid, fields) for eid, fields in entries]
-            if events[0].revision != start:
+            contiguous = 0
+            for event in events:
+                # A FAILOVER marker continues the revision it jumped from.
+                if event.revision != start and not (
+                        event.type == FAILOVER and event.jumped_from == start - 1):
+                    break
+                out.append(event)
+                start = event.revision + 1
+                contiguous += 1
+            if contiguous < len(events):
                 break
-            out.extend(events)
-            start = events[-1].revision + 1
         if start <= upto:
             raise ExpiredError(
                 f"too old resource version: {after} (history is trimmed; list again)")

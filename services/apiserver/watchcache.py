@@ -9,6 +9,13 @@ A new watcher registers first and backfills second: events committed after it
 registered reach its queue live; older ones come from the ring or, if the ring
 no longer covers them, from the stream itself. Revisions it has already sent
 are skipped, so the seam between backfill and live events is exact.
+
+With replicas required (--redis-min-replicas) the reader fans out a batch only
+once WAIT confirms that the replicas hold it, so no watcher ever sees an event a
+primary failover then loses. A FAILOVER entry in the stream (the revision jump
+on a new primary) continues the revision it jumped from; a watch resuming from
+a revision inside the jump (one the old primary handed out and lost) is told to
+list again (ExpiredError).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from kubelite.errors import ExpiredError, UnavailableError
 from kubelite.supervise import spawn
 
 from .metrics import REGISTERED_WATCHERS, WATCH_CACHE_REVISION, WATCH_EVENTS
-from .storage import Storage, StoredEvent
+from .storage import FAILOVER, Storage, StoredEvent
 
 log = logging.getLogger("kubelite.apiserver.watchcache")
 
@@ -41,6 +48,7 @@ class CachedEvent:
     raw: bytes
     obj: dict[str, Any]
     prev: dict[str, Any] | None
+    jumped_from: int = 0  # FAILOVER markers only
 
 
 @dataclass(eq=False)
@@ -73,10 +81,23 @@ class Delivery:
 
 
 def _decode(event: StoredEvent) -> CachedEvent:
+    if event.type == FAILOVER:
+        return CachedEvent(revision=event.revision, type=FAILOVER, resource="", raw=b"",
+                           obj={}, prev=None, jumped_from=event.jumped_from)
     return CachedEvent(
         revision=event.revision, type=event.type, resource=event.resource, raw=event.raw,
         obj=json.loads(event.raw), prev=json.loads(event.prev) if event.prev else None,
     )
+
+
+def lost_in_failover(event: CachedEvent, last: int) -> bool:
+    """Whether `last` is a revision the failover this marker records has lost."""
+    return event.type == FAILOVER and event.jumped_from < last < event.revision
+
+
+def _expired_by_failover(last: int) -> ExpiredError:
+    return ExpiredError(f"too old resource version: {last} (lost in a storage failover; "
+                        "list again)")
 
 
 def translate(watcher: Watcher, event: CachedEvent) -> str | None:
@@ -137,19 +158,26 @@ class WatchCache:
         while True:
             try:
                 if not self.ready.is_set():
-                    self.revision = await self.storage.last_stream_revision()
+                    revision = await self.storage.last_stream_revision()
+                    if not await self.storage.replicated():
+                        raise UnavailableError("the replicas do not confirm the stream yet")
+                    self.revision = revision
                     WATCH_CACHE_REVISION.set(self.revision)
                     self.ready.set()
                     log.info("watch cache following the event stream",
                              extra={"kv": {"revision": self.revision}})
                 events = await self.storage.read_stream(self.revision, self.block_ms)
                 self.reads += 1
+                # Only what the replicas hold is fanned out; the batch is read again
+                # until they confirm it (after a failover it may be another batch).
+                if events and not await self.storage.replicated():
+                    raise UnavailableError("the replicas do not confirm the new events yet")
                 delay = 0.1
             except UnavailableError as err:
                 log.warning("event stream unavailable; retrying",
                             extra={"kv": {"error": err.message, "retry_in": round(delay, 2)}})
                 await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
                 continue
             for stored in events:
                 self._dispatch(_decode(stored))
@@ -157,10 +185,12 @@ class WatchCache:
     def _dispatch(self, event: CachedEvent) -> None:
         if event.revision <= self.revision:
             return
-        if event.revision > self.revision + 1:
+        continues = event.type == FAILOVER and event.jumped_from == self.revision
+        if event.revision > self.revision + 1 and not continues:
             # The reader fell further behind than the stream's history: events
-            # were trimmed before it saw them. Every watcher must resume, and
-            # will learn from the stream itself that it has to list again.
+            # were trimmed before it saw them. (Or, without --redis-min-replicas, a
+            # failover lost events it had already fanned out.) Every watcher must
+            # resume, and will learn from the stream itself that it has to list again.
             log.warning("watch cache lost events to trimming; closing watches",
                         extra={"kv": {"from": self.revision, "to": event.revision}})
             self.ring.clear()
@@ -171,6 +201,11 @@ class WatchCache:
         self.ring.append(event)
         self.revision = event.revision
         WATCH_CACHE_REVISION.set(event.revision)
+        if event.type == FAILOVER:
+            for group in self.watchers.values():
+                for watcher in group:
+                    watcher.offer(event)
+            return
         for watcher in self.watchers.get(event.resource, ()):
             watcher.offer(event)
 
@@ -203,6 +238,8 @@ class WatchCache:
         try:
             last = self.revision if after is None else after
             for event in await self._backfill(last, self.revision):
+                if lost_in_failover(event, last):
+                    raise _expired_by_failover(last)
                 kind = translate(watcher, event)
                 if kind:
                     yield Delivery(kind, event.raw, event.revision)
@@ -229,6 +266,8 @@ class WatchCache:
                     return
                 if event.revision <= last:
                     continue
+                if lost_in_failover(event, last):
+                    raise _expired_by_failover(last)
                 last = event.revision
                 kind = translate(watcher, event)
                 if kind:

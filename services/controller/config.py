@@ -28,7 +28,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 #: Every controller this process can run, in start order.
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
                      "nodelifecycle", "tainteviction", "horizontalpodautoscaling",
-                     "disruption", "namespace", "eventexpiry", "persistentvolume-binder",
+                     "disruption", "namespace", "eventexpiry", "replicationcontroller", "job",
+                     "ttl-after-finished", "cronjob", "persistentvolume-binder",
                      "local-path-provisioner")
 
 
@@ -54,6 +55,10 @@ class Config:
     secondary_node_eviction_rate: float = 0.01
     unhealthy_zone_threshold: float = 0.55
     large_cluster_size_threshold: int = 50
+    job_backoff_base: float = 10.0
+    job_backoff_max: float = 360.0
+    cronjob_clock_offset: float = 0.0
+    cronjob_clock_rate: float = 1.0
 
 
 def select_controllers(spec: str) -> tuple[str, ...]:
@@ -130,7 +135,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--large-cluster-size-threshold", default=50,
              help="zones of at most this many nodes stop evicting while unhealthy")
     add_flag(p, "--gc-resources", default="pods,replicasets,deployments,services,endpoints,"
-             "configmaps,horizontalpodautoscalers",
+             "configmaps,horizontalpodautoscalers,replicationcontrollers,jobs,cronjobs",
              help="resources whose ownerReferences the garbage collector follows")
     add_flag(p, "--horizontal-pod-autoscaler-sync-period", default="15s", type=duration,
              help="how often each HPA is synced (a duration: 15s, 1m; or seconds)")
@@ -151,6 +156,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--disruption-deletion-timeout", default="2m", type=duration,
              help="how long an eviction the apiserver approved may take to show as a "
                   "deletion before its budget counts the pod as healthy again")
+    add_flag(p, "--job-backoff-base", default="10s", type=duration,
+             help="the Job controller's delay before replacing a failed pod, doubled per "
+                  "failure since the last success (a duration or seconds)")
+    add_flag(p, "--job-backoff-max", default="6m", type=duration,
+             help="the cap of that delay")
+    add_flag(p, "--cronjob-clock-offset", default=0.0,
+             help="seconds the CronJob controller's clock runs ahead of the wall clock "
+                  "(for tests and rehearsals)")
+    add_flag(p, "--cronjob-clock-rate", default=1.0,
+             help="how many times faster than the wall clock the CronJob controller's clock "
+                  "runs (for tests: 60 makes a minute pass each second)")
     args = p.parse_args(argv)
     try:
         controllers = select_controllers(args.controllers)
@@ -163,6 +179,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         p.error("--unhealthy-zone-threshold must be in (0, 1]")
     if args.event_ttl <= 0:
         p.error("--event-ttl must be positive")
+    if args.cronjob_clock_rate <= 0:
+        p.error("--cronjob-clock-rate must be positive")
     if args.concurrent_syncs < 1 or args.concurrent_gc_syncs < 1:
         p.error("--concurrent-syncs and --concurrent-gc-syncs must be at least 1")
     return Config(
@@ -186,6 +204,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         secondary_node_eviction_rate=args.secondary_node_eviction_rate,
         unhealthy_zone_threshold=args.unhealthy_zone_threshold,
         large_cluster_size_threshold=args.large_cluster_size_threshold,
+        job_backoff_base=args.job_backoff_base,
+        job_backoff_max=args.job_backoff_max,
+        cronjob_clock_offset=args.cronjob_clock_offset,
+        cronjob_clock_rate=args.cronjob_clock_rate,
     )
 
 

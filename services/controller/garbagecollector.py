@@ -56,7 +56,8 @@ OWNER_UID_INDEX = "gc-owner-uid"
 ORPHAN_FINALIZER = "orphan"
 FOREGROUND_FINALIZER = "foregroundDeletion"
 DEFAULT_RESOURCES = ("pods", "replicasets", "deployments", "services", "endpoints",
-                     "configmaps", "horizontalpodautoscalers")
+                     "configmaps", "horizontalpodautoscalers", "replicationcontrollers", "jobs",
+                     "cronjobs")
 _ABSENT_CACHE_SIZE = 4096
 _WRITE_ATTEMPTS = 3
 

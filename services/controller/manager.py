@@ -18,6 +18,7 @@ from kubelite.supervise import spawn
 
 from .base import Controller, cancel_and_wait
 from .config import Config
+from .cronjob import CronJobController, ScaledClock
 from .deployment import DeploymentController
 from .disruption import DisruptionController
 from .endpoints import EndpointsController
@@ -25,12 +26,14 @@ from .eventexpiry import EventExpiryController
 from .garbagecollector import GarbageCollector
 from .hpa import HorizontalPodAutoscalerController, Readiness
 from .informers import InformerFactory
+from .job import JobController
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
 from .provisioner import LocalPathProvisioner
 from .pvbinder import PersistentVolumeBinder
-from .replicaset import ReplicaSetController
+from .replicaset import ReplicaSetController, ReplicationControllerController
 from .taintmanager import TaintEvictionController
+from .ttlafterfinished import TTLAfterFinishedController
 from .zones import EvictionRates
 
 log = logging.getLogger("kubelite.controller")
@@ -40,6 +43,16 @@ Builder = Callable[[Client, InformerFactory, Config], Controller]
 BUILDERS: dict[str, Builder] = {
     "replicaset": lambda client, factory, config: ReplicaSetController(client, factory),
     "deployment": lambda client, factory, config: DeploymentController(client, factory),
+    "replicationcontroller": lambda client, factory, config: ReplicationControllerController(
+        client, factory),
+    "job": lambda client, factory, config: JobController(
+        client, factory, backoff_base=config.job_backoff_base,
+        backoff_max=config.job_backoff_max),
+    "ttl-after-finished": lambda client, factory, config: TTLAfterFinishedController(
+        client, factory),
+    "cronjob": lambda client, factory, config: CronJobController(
+        client, factory, clock=ScaledClock(config.cronjob_clock_offset,
+                                           config.cronjob_clock_rate)),
     "endpoint": lambda client, factory, config: EndpointsController(client, factory),
     "garbagecollector": lambda client, factory, config: GarbageCollector(
         client, factory, resources=config.gc_resources),

@@ -34,6 +34,7 @@ from kubelite.errors import (
 from kubelite.events import NORMAL, WARNING, EventRecorder
 from kubelite.informer import object_key, split_key
 from kubelite.objects import now_rfc3339
+from kubelite.selectors import LabelSelector, selector_from_label_selector_spec
 
 from .base import Controller
 from .controllerref import (
@@ -149,15 +150,24 @@ def calculate_status(rs: Obj, pods: list[Obj], manage_error: Exception | None,
 
 class ReplicaSetController(Controller[str]):
     name = "replicaset"
+    #: What this controller keeps replicas of; the ReplicationController controller
+    #: is this one over another resource with an equality-based selector.
+    resource = "replicasets"
+    kind = "ReplicaSet"
+    component = "replicaset-controller"
+
+    def selector_for(self, rs: Obj) -> LabelSelector:
+        """The parsed selector of an owner (a LabelSelector in spec.selector)."""
+        return selector_of(rs)
 
     def __init__(self, client: Client, factory: InformerFactory, *,
                  recorder: EventRecorder | None = None, burst_replicas: int = BURST_REPLICAS,
                  expectations: Expectations | None = None) -> None:
-        self.rs_informer = factory.informer("replicasets")
+        self.rs_informer = factory.informer(self.resource)
         self.pod_informer = factory.informer("pods")
         super().__init__(informers=[self.rs_informer, self.pod_informer])
         self.client = client
-        self.recorder = recorder or EventRecorder(client, component="replicaset-controller")
+        self.recorder = recorder or EventRecorder(client, component=self.component)
         self.burst_replicas = burst_replicas
         self.expectations = expectations or Expectations()
         self.rs_informer.add_handler(on_add=self._add_rs, on_update=self._update_rs,
@@ -182,7 +192,7 @@ class ReplicaSetController(Controller[str]):
 
     def _resolve(self, namespace: str, ref: Obj | None) -> Obj | None:
         """The cached ReplicaSet a controller reference names, if it is one of ours."""
-        if ref is None or ref.get("kind") != "ReplicaSet":
+        if ref is None or ref.get("kind") != self.kind:
             return None
         rs = self.rs_informer.get(f"{namespace}/{ref.get('name')}")
         if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
@@ -196,7 +206,7 @@ class ReplicaSetController(Controller[str]):
         found = []
         for rs in self.rs_informer.by_index(NAMESPACE_INDEX, meta.get("namespace") or ""):
             try:
-                selector = selector_of(rs)
+                selector = self.selector_for(rs)
             except ApiError:
                 continue
             if not selector.selects_everything and selector.matches_object(pod):
@@ -268,14 +278,14 @@ class ReplicaSetController(Controller[str]):
         namespace, _ = split_key(key)
         needs_sync = self.expectations.satisfied(key)
         try:
-            selector = selector_of(rs)
+            selector = self.selector_for(rs)
         except ApiError as err:
             # Not retried: only a new spec can fix it (Kubernetes does the same).
             self.log.warning("invalid selector", extra={"kv": {"key": key, "error": str(err)}})
             return
         active = [p for p in self.pod_informer.by_index(NAMESPACE_INDEX, namespace)
                   if is_active(p)]
-        refs = ControllerRefManager(self.client, owner=rs, owner_resource="replicasets",
+        refs = ControllerRefManager(self.client, owner=rs, owner_resource=self.resource,
                                     selector=selector, resource="pods")
         pods = await refs.claim(active)
         want = int((rs.get("spec") or {}).get("replicas", 1) or 0)
@@ -372,17 +382,29 @@ class ReplicaSetController(Controller[str]):
         current = rs
         for attempt in range(2):
             try:
-                return await self.client.update_status("replicasets", {**current,
-                                                                       "status": status})
+                return await self.client.update_status(self.resource, {**current, "status": status})
             except ConflictError:
                 if attempt:
                     raise
                 meta = rs["metadata"]
-                current = await self.client.get("replicasets", meta["name"],
+                current = await self.client.get(self.resource, meta["name"],
                                                 namespace=meta.get("namespace"))
                 if current["metadata"].get("uid") != meta.get("uid"):
-                    raise NotFoundError("replicaset was replaced") from None
+                    raise NotFoundError(f"{self.kind} was replaced") from None
         return rs
+
+
+class ReplicationControllerController(ReplicaSetController):
+    """v1 ReplicationControllers: the same loop, with spec.selector a plain label map."""
+
+    name = "replicationcontroller"
+    resource = "replicationcontrollers"
+    kind = "ReplicationController"
+    component = "replication-controller"
+
+    def selector_for(self, rs: Obj) -> LabelSelector:
+        selector = (rs.get("spec") or {}).get("selector") or {}
+        return selector_from_label_selector_spec({"matchLabels": selector})
 
 
 class _Skipped(Exception):
@@ -392,6 +414,7 @@ class _Skipped(Exception):
 __all__ = [
     "BURST_REPLICAS",
     "ReplicaSetController",
+    "ReplicationControllerController",
     "calculate_status",
     "pod_from_template",
     "slow_start_batch",

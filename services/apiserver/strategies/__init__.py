@@ -7,16 +7,22 @@ in STRATEGIES (a kind with no rules of its own names the base Strategy there).
 
 from __future__ import annotations
 
-from kubelite.resources import RESOURCES
+import functools
+from typing import Any
+
+from kubelite.resources import RESOURCES, ResourceInfo
 
 from ..allocators import ServiceAllocator
+from ..validation import validate_schema
 from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import Dependencies, Strategy
+from .batch import CronJobStrategy, JobStrategy
 from .cluster import NamespaceStrategy, NodeStrategy
 from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .replicationcontroller import ReplicationControllerStrategy
 from .service import ServiceStrategy
-from .simple import DataStrategy, EndpointsStrategy, LeaseStrategy
+from .simple import ConfigMapStrategy, EndpointsStrategy, EventStrategy, LeaseStrategy
 from .storage import (
     PersistentVolumeClaimStrategy,
     PersistentVolumeStrategy,
@@ -30,10 +36,13 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Pod": PodStrategy,
     "Service": ServiceStrategy,
     "Endpoints": EndpointsStrategy,
-    "Event": DataStrategy,
-    "ConfigMap": DataStrategy,
+    "Event": EventStrategy,
+    "ConfigMap": ConfigMapStrategy,
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
+    "ReplicationController": ReplicationControllerStrategy,
+    "Job": JobStrategy,
+    "CronJob": CronJobStrategy,
     "Lease": LeaseStrategy,
     "HorizontalPodAutoscaler": HorizontalPodAutoscalerStrategy,
     "PodDisruptionBudget": PodDisruptionBudgetStrategy,
@@ -41,6 +50,17 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "PersistentVolumeClaim": PersistentVolumeClaimStrategy,
     "StorageClass": StorageClassStrategy,
 }
+
+
+@functools.cache
+def _for_reading() -> dict[str, Strategy]:
+    return build(allocator=ServiceAllocator("127.96.0.0/16", (30000, 32767)))
+
+
+def validate_stored(info: ResourceInfo, obj: dict[str, Any], version: str) -> None:
+    """Everything an object must satisfy at rest: the checks of a write, for a read-back."""
+    validate_schema(info, obj, version)
+    _for_reading()[info.kind].validate(obj)
 
 
 def build(*, allocator: ServiceAllocator, toleration_seconds: tuple[int, int] = (300, 300),
@@ -52,4 +72,4 @@ def build(*, allocator: ServiceAllocator, toleration_seconds: tuple[int, int] = 
     return {info.kind: STRATEGIES[info.kind](info, deps) for info in RESOURCES}
 
 
-__all__ = ["STRATEGIES", "Dependencies", "Strategy", "build"]
+__all__ = ["STRATEGIES", "Dependencies", "Strategy", "build", "validate_stored"]

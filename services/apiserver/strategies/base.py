@@ -79,9 +79,19 @@ class Strategy:
 
     # -- validation --------------------------------------------------------------
 
+    # The rule metadata.name follows: "subdomain" (RFC 1123), "label" or "dns1035".
+    name_rule: ClassVar[str] = "subdomain"
+
     def validate(self, obj: Obj) -> None:
-        """kubelite's own checks after the schema (names, labels, per-kind rules)."""
-        check_object(self.info, obj)
+        """kubelite's own checks after the schema: metadata, then `check`."""
+        check_object(self.info, obj, name_rule=self.name_rule, kind_check=self.check)
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        """Adds a problem for each of the kind's own rules obj breaks (validation.check_*)."""
+
+    def pod_specs(self, obj: Obj) -> list[tuple[str, Obj]]:
+        """The pod specs obj carries, with their paths (a Pod's, or a template's)."""
+        return []
 
     def validate_update(self, old: Obj, new: Obj) -> None:
         """The checks of validate, and that no immutable field changed."""
@@ -94,7 +104,7 @@ class Strategy:
 
     def warnings(self, obj: Obj) -> list[str]:
         """Warnings for the caller: fields stored that kubelite does not act on."""
-        return unimplemented_fields(self.info, obj)
+        return unimplemented_fields(self.pod_specs(obj))
 
     # -- delete ------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ finalizer, phase Active) and Nodes (registered by their kubelet, status included
 
 from __future__ import annotations
 
+from ..validation import Problems, check_node
 from .base import Obj, Strategy
 
 
@@ -12,6 +13,7 @@ class NamespaceStrategy(Strategy):
 
     initial_status = {"phase": "Active"}
     terminates = True
+    name_rule = "label"
 
     def finalized(self, old: Obj, new: Obj) -> bool:
         meta = new["metadata"]
@@ -28,3 +30,6 @@ class NamespaceStrategy(Strategy):
 class NodeStrategy(Strategy):
     # A kubelet registers its Node with its status, as Kubernetes allows.
     initial_status = None
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_node(problems, obj)

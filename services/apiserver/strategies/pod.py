@@ -10,7 +10,7 @@ from typing import Any
 from kubelite.taints import default_tolerations
 
 from .. import defaults
-from ..validation import Problems
+from ..validation import Problems, check_pod
 from .base import Obj, Strategy
 
 
@@ -28,6 +28,13 @@ class PodStrategy(Strategy):
 
     def defaults(self, obj: Obj) -> None:
         defaults.pod_spec(obj.setdefault("spec", {}))
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_pod(problems, obj)
+
+    def pod_specs(self, obj: Obj) -> list[tuple[str, Obj]]:
+        spec = obj.get("spec")
+        return [("spec", spec)] if isinstance(spec, dict) else []
 
     def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
         old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}

@@ -46,9 +46,7 @@ class PodDisruptionBudgetStrategy(Strategy):
     initial_status = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
                       "expectedPods": 0}
 
-    def validate(self, obj: Obj) -> None:
-        super().validate(obj)
-        problems = Problems(self.info, str(obj["metadata"].get("name", "")))
+    def check(self, problems: Problems, obj: Obj) -> None:
         spec = obj.get("spec") or {}
         has_min, has_max = spec.get("minAvailable") is not None, \
             spec.get("maxUnavailable") is not None
@@ -75,4 +73,3 @@ class PodDisruptionBudgetStrategy(Strategy):
             if isinstance(value, int) and value < 0:
                 problems.add(f"status.{field}", f"Invalid value: {value}: must be greater "
                                                 "than or equal to 0")
-        problems.raise_if_any()

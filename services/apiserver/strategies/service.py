@@ -4,10 +4,16 @@ claimed and given back atomically with the write (allocators.py)."""
 from __future__ import annotations
 
 from ..allocators import Claim
+from ..validation import Problems, check_service
 from .base import Obj, Strategy
 
 
 class ServiceStrategy(Strategy):
+    name_rule = "dns1035"
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_service(problems, obj)
+
     def defaults(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
         spec.setdefault("type", "ClusterIP")

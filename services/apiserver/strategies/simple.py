@@ -1,4 +1,4 @@
-"""Kinds with no rules of their own beyond whether their content has a generation.
+"""The data kinds (ConfigMap, Event, Endpoints) and Lease: their checks and defaults.
 
 ConfigMap, Endpoints and Event are plain data with no spec/status split, so
 Kubernetes gives them no metadata.generation; a Lease is a spec that its holder
@@ -7,16 +7,32 @@ renews.
 
 from __future__ import annotations
 
+from ..validation import Problems, check_configmap, check_endpoints, check_event, check_lease
 from .base import Obj, Strategy
 
 
-class DataStrategy(Strategy):
-    """ConfigMap and Event: data with no spec, hence no generation."""
+class ConfigMapStrategy(Strategy):
+    """Data with no spec, hence no generation."""
 
     tracks_generation = False
 
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_configmap(problems, obj)
 
-class EndpointsStrategy(DataStrategy):
+
+class EventStrategy(Strategy):
+    tracks_generation = False
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_event(problems, obj)
+
+
+class EndpointsStrategy(Strategy):
+    tracks_generation = False
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_endpoints(problems, obj)
+
     def defaults(self, obj: Obj) -> None:
         for subset in obj.get("subsets") or []:
             for port in subset.get("ports") or []:
@@ -25,3 +41,6 @@ class EndpointsStrategy(DataStrategy):
 
 class LeaseStrategy(Strategy):
     """coordination.k8s.io Lease: a spec renewed by its holder, no status."""
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_lease(problems, obj)

@@ -4,7 +4,7 @@ may not change, and the rollout defaults of a Deployment."""
 from __future__ import annotations
 
 from .. import defaults
-from ..validation import Problems
+from ..validation import Problems, check_workload
 from .base import Obj, Strategy, immutable
 
 
@@ -15,6 +15,14 @@ class ReplicaSetStrategy(Strategy):
         spec = obj.setdefault("spec", {})
         spec.setdefault("replicas", 1)
         defaults.pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        check_workload(problems, obj)
+
+    def pod_specs(self, obj: Obj) -> list[tuple[str, Obj]]:
+        template = (obj.get("spec") or {}).get("template") or {}
+        spec = template.get("spec") if isinstance(template, dict) else None
+        return [("spec.template.spec", spec)] if isinstance(spec, dict) else []
 
     def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
         immutable(problems, "spec.selector", (old.get("spec") or {}).get("selector"),
