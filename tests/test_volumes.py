@@ -296,3 +296,15 @@ async def test_empty_dir_over_its_size_limit_evicts_the_pod(client: Client, name
     assert current["status"]["message"] == \
         'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". '
     assert "terminated" in status_of(current)["state"]
+
+
+def test_warnings_name_only_what_is_left_unimplemented() -> None:
+    from services.apiserver.validation import unimplemented_fields
+
+    pod = {"spec": {"securityContext": {"fsGroup": 2000, "runAsUser": 1000},
+                    "volumes": [{"name": "a", "emptyDir": {}}, {"name": "b", "nfs": {}}],
+                    "containers": [{"name": "c", "image": "i", "volumeMounts": [
+                        {"name": "a", "mountPath": "/a"}]}]}}
+    assert unimplemented_fields([("spec", pod["spec"])]) == [
+        "spec.volumes[1].nfs: volume type not implemented by kubelite; a kubelet refuses the pod",
+        "spec.securityContext.runAsUser: not implemented by kubelite; stored, no effect"]

@@ -96,3 +96,28 @@ async def test_bind_mounts_tmpfs_and_read_only_on_docker(
     async def removed() -> bool:
         return await asyncio.to_thread(volume_gone) and not await asyncio.to_thread(out.exists)
     await eventually(removed, within=30, what="the pod's volumes removed with it")
+
+
+async def test_fs_group_owns_the_volumes_and_joins_the_container(
+        client: Client, ns: str, kubelet: KubeletProcess) -> None:
+    app = sh("app", "id -G > /data/groups; stat -c %g /data > /data/owner; "
+             "stat -L -c %g /etc/cfg/key > /data/cfg-owner; sleep 3600",
+             volumeMounts=[{"name": "data", "mountPath": "/data"},
+                           {"name": "cfg", "mountPath": "/etc/cfg"}])
+    await client.create("configmaps", {"metadata": {"name": "fs", "namespace": ns},
+                                       "data": {"key": "v"}})
+    pod = make_pod("fsgroup", ns, kubelet.node, app)
+    pod["spec"]["terminationGracePeriodSeconds"] = 1
+    pod["spec"]["securityContext"] = {"fsGroup": 2345}
+    pod["spec"]["volumes"] = [{"name": "data", "emptyDir": {}},
+                              {"name": "cfg", "configMap": {"name": "fs"}}]
+    created = await client.create("pods", pod)
+    await wait_running_ready(client, "fsgroup", ns, within=60)
+    data = volume_dir(kubelet, created, "kubernetes.io~empty-dir", "data")
+
+    async def written() -> bool:
+        return bool((await read(data / "cfg-owner")).strip())
+    await eventually(written, what="the container's report")
+    assert "2345" in (await read(data / "groups")).split()
+    assert (await read(data / "owner")).strip() == "2345"
+    assert (await read(data / "cfg-owner")).strip() == "2345"

@@ -992,6 +992,7 @@ _POD_SPEC_UNIMPLEMENTED = (
     "serviceAccountName", "dnsConfig", "topologySpreadConstraints", "runtimeClassName",
     "readinessGates", "securityContext", "hostAliases",
 )
+_POD_SECURITY_IMPLEMENTED = ("fsGroup",)
 _CONTAINER_UNIMPLEMENTED = ("volumeDevices", "securityContext", "lifecycle",
                             "envFrom", "stdin", "tty")
 
@@ -1007,6 +1008,12 @@ def unimplemented_fields(pod_specs: list[tuple[str, dict[str, Any]]]) -> list[st
                                 "kubelite; a kubelet refuses the pod")
         for key in _POD_SPEC_UNIMPLEMENTED:
             if pod.get(key) not in (None, {}, [], False):
+                if key == "securityContext" and isinstance(pod[key], dict):
+                    # fsGroup is implemented (volume ownership); the rest is warned by name.
+                    warnings.extend(f"{path}.securityContext.{k}: not implemented by kubelite; "
+                                    "stored, no effect" for k in pod[key]
+                                    if k not in _POD_SECURITY_IMPLEMENTED)
+                    continue
                 warnings.append(f"{path}.{key}: not implemented by kubelite; stored, no effect")
         affinity = pod.get("affinity") or {}
         for key in ("podAffinity", "podAntiAffinity"):
