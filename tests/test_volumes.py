@@ -308,3 +308,26 @@ def test_warnings_name_only_what_is_left_unimplemented() -> None:
     assert unimplemented_fields([("spec", pod["spec"])]) == [
         "spec.volumes[1].nfs: volume type not implemented by kubelite; a kubelet refuses the pod",
         "spec.securityContext.runAsUser: not implemented by kubelite; stored, no effect"]
+
+
+def test_volume_checks_name_the_bad_field() -> None:
+    from kubelite.errors import InvalidError
+    from kubelite.resources import lookup
+    from services.apiserver.validation import check_object, check_pod
+
+    pod = {"metadata": {"name": "p"}, "spec": {
+        "volumes": [{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}},
+                    {"name": "h", "hostPath": {"path": "rel", "type": "Nope"}}],
+        "containers": [{"name": "c", "image": "i", "volumeMounts": [
+            {"name": "zzz", "mountPath": "/x"}, {"name": "a", "mountPath": "/x",
+                                                 "subPath": "../up"}]}]}}
+    with pytest.raises(InvalidError) as err:
+        check_object(lookup("pods"), pod, kind_check=check_pod)
+    text = str(err.value)
+    for expected in ('spec.volumes[1].name: Duplicate value: "a"',
+                     "spec.volumes[2].hostPath.path: Required value",
+                     'spec.volumes[2].hostPath.type: Unsupported value: "Nope"',
+                     'spec.containers[0].volumeMounts[0].name: Not found: "zzz"',
+                     "spec.containers[0].volumeMounts[1].mountPath: Invalid value",
+                     "spec.containers[0].volumeMounts[1].subPath: Invalid value"):
+        assert expected in text, expected

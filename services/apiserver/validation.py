@@ -664,7 +664,7 @@ def check_volumes(problems: Problems, path: str, spec: dict[str, Any]) -> None:
     """Kubernetes' volume checks: unique names, one source each, mounts that name a
     volume at an absolute path with a relative subPath."""
     names: set[str] = set()
-    for i, volume in enumerate(spec.get("volumes") or []):
+    for i, volume in _dicts(spec.get("volumes")):
         vpath = f"{path}.volumes[{i}]"
         name = volume.get("name", "")
         if not name:
@@ -688,17 +688,27 @@ def check_volumes(problems: Problems, path: str, spec: dict[str, Any]) -> None:
         claim = volume.get("persistentVolumeClaim")
         if isinstance(claim, dict) and not claim.get("claimName"):
             problems.add(f"{vpath}.persistentVolumeClaim.claimName", "Required value")
-    for i, c in enumerate(spec.get("containers") or []):
-        for j, vm in enumerate(c.get("volumeMounts") or []):
-            mpath = f"{path}.containers[{i}].volumeMounts[{j}]"
-            if vm.get("name") not in names:
-                problems.add(f"{mpath}.name", f'Not found: "{vm.get("name", "")}"')
-            if not vm.get("mountPath"):
-                problems.add(f"{mpath}.mountPath", "Required value")
-            sub = vm.get("subPath") or ""
-            if sub.startswith("/") or ".." in sub.split("/"):
-                problems.add(f"{mpath}.subPath", f'Invalid value: "{sub}": must be a relative '
-                             "path without '..'")
+    for field in ("initContainers", "containers"):
+        for i, c in _dicts(spec.get(field)):
+            _check_mounts(problems, f"{path}.{field}[{i}]", c, names)
+
+
+def _check_mounts(problems: Problems, cpath: str, c: dict[str, Any], names: set[str]) -> None:
+    targets: set[str] = set()
+    for j, vm in _dicts(c.get("volumeMounts")):
+        mpath = f"{cpath}.volumeMounts[{j}]"
+        if vm.get("name") not in names:
+            problems.add(f"{mpath}.name", f'Not found: "{vm.get("name", "")}"')
+        if not vm.get("mountPath"):
+            problems.add(f"{mpath}.mountPath", "Required value")
+        elif vm["mountPath"] in targets:
+            problems.add(f"{mpath}.mountPath", f'Invalid value: "{vm["mountPath"]}": must be '
+                         "unique")
+        targets.add(vm.get("mountPath", ""))
+        sub = vm.get("subPath") or ""
+        if sub.startswith("/") or ".." in sub.split("/"):
+            problems.add(f"{mpath}.subPath", f'Invalid value: "{sub}": must be a relative path '
+                         "without '..'")
 
 
 def check_pod(problems: Problems, obj: dict[str, Any]) -> None:

@@ -57,10 +57,8 @@ class PersistentVolumeStrategy(Strategy):
         spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
         spec.setdefault("volumeMode", "Filesystem")
 
-    def validate(self, obj: Obj) -> None:
-        super().validate(obj)
+    def check(self, problems: Problems, obj: Obj) -> None:
         spec = obj.get("spec") or {}
-        problems = Problems(self.info, obj["metadata"]["name"])
         if _storage((spec.get("capacity") or {}).get("storage")) is None:
             problems.add("spec.capacity", "Required value: storage")
         if not spec.get("accessModes"):
@@ -74,7 +72,6 @@ class PersistentVolumeStrategy(Strategy):
         for key in ("hostPath", "local"):
             if key in spec and not str((spec[key] or {}).get("path", "")).startswith("/"):
                 problems.add(f"spec.{key}.path", "Invalid value: must be an absolute path")
-        problems.raise_if_any()
 
     def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
         old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
@@ -99,17 +96,14 @@ class PersistentVolumeClaimStrategy(Strategy):
         if name is not None:
             spec["storageClassName"] = name
 
-    def validate(self, obj: Obj) -> None:
-        super().validate(obj)
+    def check(self, problems: Problems, obj: Obj) -> None:
         spec = obj.get("spec") or {}
-        problems = Problems(self.info, obj["metadata"]["name"])
         if not spec.get("accessModes"):
             problems.add("spec.accessModes", "Required value: at least 1 access mode is "
                          "required")
         request = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
         if _storage(request) is None:
             problems.add("spec.resources[storage]", "Required value")
-        problems.raise_if_any()
 
     def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
         old_spec, new_spec = dict(old.get("spec") or {}), dict(new.get("spec") or {})
@@ -137,9 +131,7 @@ class StorageClassStrategy(Strategy):
         obj.setdefault("reclaimPolicy", "Delete")
         obj.setdefault("volumeBindingMode", "Immediate")
 
-    def validate(self, obj: Obj) -> None:
-        super().validate(obj)
-        problems = Problems(self.info, obj["metadata"]["name"])
+    def check(self, problems: Problems, obj: Obj) -> None:
         if not obj.get("provisioner"):
             problems.add("provisioner", "Required value")
         mode = obj.get("volumeBindingMode")
@@ -150,7 +142,6 @@ class StorageClassStrategy(Strategy):
         if policy not in ("Delete", "Retain"):
             problems.add("reclaimPolicy", f'Unsupported value: "{policy}": supported values: '
                          '"Delete", "Retain"')
-        problems.raise_if_any()
 
     def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
         for key in ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode"):
