@@ -122,13 +122,24 @@ def pod_status(pod: Obj) -> str:
         return "Terminating"
     status = _status(pod)
     reason = status.get("reason") or status.get("phase") or "Pending"
+    sidecars = _sidecar_names(pod)
+    initialized = any(c.get("type") == "Initialized" and c.get("status") == "True"
+                      for c in status.get("conditions") or [])
     for i, cs in enumerate(status.get("initContainerStatuses") or []):
         state = cs.get("state") or {}
         term = state.get("terminated") or {}
         if term and term.get("exitCode", 0) == 0:
             continue
+        if cs.get("name") in sidecars and cs.get("started"):
+            continue
+        if initialized:
+            break
         if term:
-            return "Init:" + (term.get("reason") or f"ExitCode:{term.get('exitCode')}")
+            if term.get("reason"):
+                return "Init:" + term["reason"]
+            if term.get("signal"):
+                return f"Init:Signal:{term['signal']}"
+            return f"Init:ExitCode:{term.get('exitCode')}"
         waiting = (state.get("waiting") or {}).get("reason")
         if waiting and waiting != "PodInitializing":
             return f"Init:{waiting}"
@@ -149,15 +160,25 @@ def pod_status(pod: Obj) -> str:
     return str(reason)
 
 
+def _sidecar_names(pod: Obj) -> set[str]:
+    """Init containers with restartPolicy Always: they run beside the app containers."""
+    return {c.get("name", "") for c in _spec(pod).get("initContainers") or []
+            if c.get("restartPolicy") == "Always"}
+
+
 def _pod_ready(pod: Obj, now: datetime) -> str:
+    sidecars = _sidecar_names(pod)
     statuses = _status(pod).get("containerStatuses") or []
-    total = len(_spec(pod).get("containers") or []) or len(statuses)
+    total = (len(_spec(pod).get("containers") or []) or len(statuses)) + len(sidecars)
     ready = sum(1 for cs in statuses if cs.get("ready"))
+    ready += sum(1 for cs in _status(pod).get("initContainerStatuses") or []
+                 if cs.get("name") in sidecars and cs.get("ready"))
     return f"{ready}/{total}"
 
 
 def _pod_restarts(pod: Obj, now: datetime) -> str:
-    statuses = _status(pod).get("containerStatuses") or []
+    statuses = [*(_status(pod).get("initContainerStatuses") or []),
+                *(_status(pod).get("containerStatuses") or [])]
     total = sum(int(cs.get("restartCount") or 0) for cs in statuses)
     last = None
     for cs in statuses:
@@ -378,6 +399,10 @@ def _field(*path: str) -> Callable[[Obj, datetime], str]:
 
 def _configmap_data(obj: Obj, now: datetime) -> str:
     return str(len(obj.get("data") or {}) + len(obj.get("binaryData") or {}))
+
+
+def _secret_type(obj: Obj, now: datetime) -> str:
+    return str(obj.get("type") or "Opaque")
 
 
 def _hpa_reference(obj: Obj, now: datetime) -> str:
@@ -604,6 +629,7 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
               Column("REASON", _field("reason")), Column("OBJECT", _event_object),
               Column("MESSAGE", _field("message"))),
     "ConfigMap": (NAME, Column("DATA", _configmap_data), AGE),
+    "Secret": (NAME, Column("TYPE", _secret_type), Column("DATA", _configmap_data), AGE),
     "Lease": (NAME, Column("HOLDER", _field("spec", "holderIdentity")), AGE),
     "HorizontalPodAutoscaler": (NAME, Column("REFERENCE", _hpa_reference),
                                 Column("TARGETS", _hpa_targets),

@@ -53,6 +53,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("Endpoints", "endpoints", "endpoints", "", "v1", True, ("ep",), False),
     ResourceInfo("Event", "events", "event", "", "v1", True, ("ev",), False),
     ResourceInfo("ConfigMap", "configmaps", "configmap", "", "v1", True, ("cm",), False),
+    ResourceInfo("Secret", "secrets", "secret", "", "v1", True, (), False),
     ResourceInfo("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, ("rs",)),
     ResourceInfo("Deployment", "deployments", "deployment", "apps", "v1", True, ("deploy",)),
     ResourceInfo("ReplicationController", "replicationcontrollers", "replicationcontroller", "",

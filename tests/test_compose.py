@@ -167,7 +167,9 @@ class ComposeCluster:
                     "KUBELITE_SUBNET": str(subnet),
                     "KUBELITE_POD_IP_RANGE": str(pods),
                     "KUBELITE_SERVICE_CIDR": str(services),
-                    "KUBELITE_APISERVER_PORT": str(self.port)}
+                    "KUBELITE_APISERVER_PORT": str(self.port),
+                    # Another cluster on this engine may hold the default REST port.
+                    "KUBELITE_REST_PORT": str(free_port())}
         self.subnet, self.pod_range, self.service_range = subnet, pods, services
         self.up_at = 0.0
 

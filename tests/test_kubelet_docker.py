@@ -611,3 +611,99 @@ async def test_restarted_kubelet_adopts_its_containers_without_duplicates(
         assert condition(after, "Ready") == "True"
     finally:
         k.stop()
+
+
+# -- an engine that stops answering ---------------------------------------------------------
+
+
+class StallingDockerSocket:
+    """A unix socket in front of the real engine's that forwards everything until it is
+    told to stall: then it holds every byte, as a hung dockerd does."""
+
+    def __init__(self, path: Path, target: str = "/var/run/docker.sock") -> None:
+        import socket
+        import threading
+
+        self.path, self.target = path, target
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(64)
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._spawn(self._accept)
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        import threading
+
+        thread = threading.Thread(target=fn, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            self._spawn(self._pipe, client, upstream)
+            self._spawn(self._pipe, upstream, client)
+
+    def _pipe(self, src: Any, dst: Any) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                self.flowing.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.flowing.set()
+        self._server.close()
+
+
+async def test_node_is_not_ready_while_the_docker_engine_does_not_answer(
+        shared_apiserver, network: str, client: Client, tmp_path: Path) -> None:
+    """The kubelet reports Ready False while its runtime's health check (/_ping) fails,
+    and Ready again once the engine answers."""
+    engine = StallingDockerSocket(tmp_path / "docker.sock")
+    kubelet = KubeletProcess(shared_apiserver.target, tmp_path, "--runtime", "docker",
+                             "--docker-network", network, "--pod-infra-image", INFRA,
+                             "--docker-host", f"unix://{engine.path}")
+    NODES.append(kubelet.node)
+    try:
+        await asyncio.to_thread(kubelet.start)
+
+        async def ready() -> str:
+            node = await client.get("nodes", kubelet.node)
+            found = [c for c in node["status"].get("conditions") or [] if c["type"] == "Ready"]
+            return found[0]["status"] if found else ""
+
+        await eventually(lambda: _is(ready(), "True"), within=20)
+        engine.flowing.clear()
+        await eventually(lambda: _is(ready(), "False"), within=20)
+        engine.flowing.set()
+        await eventually(lambda: _is(ready(), "True"), within=30)
+    finally:
+        engine.flowing.set()
+        await asyncio.to_thread(kubelet.stop)
+        engine.close()
+
+
+async def _is(value: Any, expected: Any) -> bool:
+    return (await value) == expected

@@ -70,7 +70,8 @@ async def test_discovery_lists_what_is_served_with_verbs_short_names_and_categor
     assert "watch" in by_name["pods"]["verbs"] and by_name["pods"]["namespaced"] is True
     assert {"pods/status", "pods/log", "pods/binding", "pods/eviction"} <= by_name.keys()
     assert "categories" not in by_name["configmaps"]
-    assert "secrets" not in by_name  # not served: absent
+    assert by_name["secrets"]["namespaced"] is True and not by_name["secrets"].get("shortNames")
+    assert "replicationcontrollers" not in by_name  # not served: absent
     _, groups = await rest.call("GET", "/apis")
     names = [g["name"] for g in groups["groups"]]
     assert {"apps", "autoscaling", "coordination.k8s.io", "metrics.k8s.io"} <= set(names)

@@ -8,6 +8,8 @@ DESCRIBERS; a kind without one shows its spec and status as YAML.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,12 +146,30 @@ def describe_containers(d: Description, containers: list[Obj], statuses: list[Ob
                            ("startupProbe", "Startup:")):
             if c.get(key):
                 d.add(label, _probe(c[key]), inner)
+        sources = c.get("envFrom") or []
+        if sources:
+            d.add("Environment Variables from:", "", inner)
+        for source in sources:
+            kind = "ConfigMap" if source.get("configMapRef") is not None else "Secret"
+            ref = source.get("configMapRef") or source.get("secretRef") or {}
+            prefix = f" with prefix '{source['prefix']}'" if source.get("prefix") else ""
+            d.add(str(ref.get("name", "")), f"{kind}{prefix}  Optional: "
+                  f"{str(bool(ref.get('optional'))).lower()}", inner + 1)
         env = c.get("env") or []
         d.add("Environment:", "" if env else "<none>", inner)
         for var in env:
             value = var.get("value")
-            if value is None and var.get("valueFrom"):
-                value = "<set from " + next(iter(var["valueFrom"])) + ">"
+            source = var.get("valueFrom") or {}
+            if value is None and (source.get("secretKeyRef") or source.get("configMapKeyRef")):
+                # As kubectl: where the value comes from, never a Secret's value itself.
+                secret = source.get("secretKeyRef")
+                ref = secret or source["configMapKeyRef"]
+                where = f"in secret '{ref.get('name')}'" if secret else \
+                    f"of config map '{ref.get('name')}'"
+                value = (f"<set to the key '{ref.get('key')}' {where}>  Optional: "
+                         f"{str(bool(ref.get('optional'))).lower()}")
+            elif value is None and source:
+                value = "<set from " + next(iter(source)) + ">"
             d.add(f"{var.get('name')}:", value if value not in (None, "") else "<empty>",
                   inner + 1)
 
@@ -361,6 +381,21 @@ def describe_configmap(d: Description, cm: Obj) -> None:
         d.text("")
 
 
+def describe_secret(d: Description, secret: Obj) -> None:
+    """Sizes only, as kubectl: a Secret's values are never printed in clear."""
+    d.text("")
+    d.add("Type:", secret.get("type") or "Opaque")
+    d.text("")
+    d.add("Data")
+    d.add("====")
+    for key, value in sorted((secret.get("data") or {}).items()):
+        try:
+            size = len(base64.b64decode(str(value)))
+        except (binascii.Error, ValueError):
+            size = len(str(value))
+        d.add(f"{key}:", f"{size} bytes")
+
+
 def describe_pdb(d: Description, pdb: Obj) -> None:
     spec, status = _spec(pdb), _status(pdb)
     if spec.get("minAvailable") is not None:
@@ -396,6 +431,7 @@ DESCRIBERS: dict[str, Describer] = {
     "Node": describe_node,
     "Namespace": describe_namespace,
     "ConfigMap": describe_configmap,
+    "Secret": describe_secret,
     "PodDisruptionBudget": describe_pdb,
 }
 

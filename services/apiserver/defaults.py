@@ -55,7 +55,7 @@ def pod_spec(spec: dict[str, Any]) -> None:
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("securityContext", {})
     spec.setdefault("enableServiceLinks", True)
-    for c in spec.get("containers") or []:
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         _container(c)
 
 

@@ -242,7 +242,9 @@ def _describe(err: jsonschema.ValidationError) -> Cause:
         return Cause.from_message(field_path([*err.absolute_path, missing]), "Required value")
     if err.validator == "format":
         rule = _FORMAT_RULES.get(str(err.validator_value), "has the wrong format")
-        return Cause.from_message(path, f"Invalid value: {show(err.instance)}: {rule}")
+        # base64 fields hold Secret data and binary files: never quoted back.
+        shown = '"<contents redacted>"' if err.validator_value == "byte" else show(err.instance)
+        return Cause.from_message(path, f"Invalid value: {shown}: {rule}")
     if err.validator == "enum":
         allowed = ", ".join(show(v) for v in err.validator_value[:8])
         return Cause.from_message(path, f"Unsupported value: {show(err.instance)}: "
@@ -624,6 +626,26 @@ def check_pod_spec(problems: Problems, path: str, spec: Any) -> None:
                 problems.add(f"{cpath}.name", f"Duplicate value: {show(cname)}")
             seen.add(cname)
         check_container(problems, cpath, c, port_names)
+    for i, c in _dicts(spec.get("initContainers")):
+        cpath = f"{path}.initContainers[{i}]"
+        cname = c.get("name", "")
+        if not cname:
+            problems.add(f"{cpath}.name", "Required value")
+        else:
+            check_name(problems, f"{cpath}.name", cname, rule="label")
+            if cname in seen:
+                problems.add(f"{cpath}.name", f"Duplicate value: {show(cname)}")
+            seen.add(cname)
+        check_container(problems, cpath, c, port_names)
+        restart = c.get("restartPolicy")
+        if restart is not None and restart != "Always":
+            problems.add(f"{cpath}.restartPolicy", f"Unsupported value: {show(restart)}: "
+                         'supported values: "Always"')
+        if restart != "Always":
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                if c.get(probe):
+                    problems.add(f"{cpath}.{probe}", "Forbidden: may not be set for init "
+                                 "containers without restartPolicy=Always")
     check_enum(problems, f"{path}.restartPolicy", spec.get("restartPolicy"),
                ("Always", "OnFailure", "Never"))
     check_volumes(problems, path, spec)
@@ -998,13 +1020,12 @@ def require_name(value: str, path: str, rule: str = "subdomain") -> None:
 
 # Fields the schema accepts but kubelite does not act on: accepted, with a warning.
 _POD_SPEC_UNIMPLEMENTED = (
-    "initContainers", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
+    "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
     "serviceAccountName", "dnsConfig", "topologySpreadConstraints", "runtimeClassName",
     "readinessGates", "securityContext", "hostAliases",
 )
 _POD_SECURITY_IMPLEMENTED = ("fsGroup",)
-_CONTAINER_UNIMPLEMENTED = ("volumeDevices", "securityContext", "lifecycle",
-                            "envFrom", "stdin", "tty")
+_CONTAINER_UNIMPLEMENTED = ("volumeDevices", "securityContext", "stdin", "tty")
 
 
 def unimplemented_fields(pod_specs: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -1030,11 +1051,17 @@ def unimplemented_fields(pod_specs: list[tuple[str, dict[str, Any]]]) -> list[st
             if affinity.get(key):
                 warnings.append(f"{path}.affinity.{key}: not implemented by kubelite; "
                                 "stored, no effect")
-        for i, c in enumerate(pod.get("containers") or []):
-            if not isinstance(c, dict):
-                continue
-            for key in _CONTAINER_UNIMPLEMENTED:
-                if c.get(key) not in (None, {}, [], False):
-                    warnings.append(f"{path}.containers[{i}].{key}: not implemented by "
-                                    "kubelite; stored, no effect")
+        for field in ("initContainers", "containers"):
+            for i, c in enumerate(pod.get(field) or []):
+                if not isinstance(c, dict):
+                    continue
+                for key in _CONTAINER_UNIMPLEMENTED:
+                    if c.get(key) not in (None, {}, [], False):
+                        warnings.append(f"{path}.{field}[{i}].{key}: not implemented by "
+                                        "kubelite; stored, no effect")
+                for hook in ("postStart", "preStop"):
+                    if "tcpSocket" in ((c.get("lifecycle") or {}).get(hook) or {}):
+                        warnings.append(f"{path}.{field}[{i}].lifecycle.{hook}.tcpSocket: "
+                                        "not implemented by kubelite (deprecated in "
+                                        "Kubernetes); stored, no effect")
     return warnings

@@ -45,7 +45,8 @@ async def make_runtime(config: KubeletConfig) -> Runtime:
 
         return await DockerRuntime.connect(
             node_name=config.node_name, network=config.docker_network,
-            pod_infra_image=config.pod_infra_image, docker_host=config.docker_host)
+            pod_infra_image=config.pod_infra_image, docker_host=config.docker_host,
+            state_dir=config.root_dir)
     return ProcessRuntime(config.root_dir, pod_cidr=config.pod_cidr)
 
 

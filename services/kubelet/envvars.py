@@ -8,13 +8,18 @@ In order (a later entry with the same name wins):
 3. the Service variables (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`, and the
    Docker-link style `<NAME>_PORT_...`) of the Services in the pod's namespace,
    when spec.enableServiceLinks is true (the default);
-4. the container's `env`, each value with `$(VAR)` references to the names
+4. the container's `envFrom` (every key of a ConfigMap or Secret, with its
+   prefix; a key that is no valid variable name is skipped with a warning, as
+   Kubernetes' InvalidEnvironmentVariableNames event says);
+5. the container's `env`, each value with `$(VAR)` references to the names
    above expanded (`$$` escapes a dollar), and `valueFrom` resolved:
-   fieldRef, resourceFieldRef and configMapKeyRef. secretKeyRef fails: kubelite
-   has no Secrets.
+   fieldRef, resourceFieldRef, configMapKeyRef and secretKeyRef.
 
+A missing source that is not `optional` is an EnvError with the kubelet's own
+message (`configmap "x" not found`, `couldn't find key k in Secret ns/x`).
 The same expansion applies to `command` and `args`. Everything here is pure;
-the caller fetches the ConfigMaps that `configmap_names` lists.
+the caller fetches the ConfigMaps and Secrets that `configmap_names` and
+`secret_names` list (Secret values decoded from base64).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ Obj = dict[str, Any]
 
 BASE_ENV_NAMES = ("PATH", "HOME", "LANG")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ENV_VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _LABEL_REF = re.compile(r"^metadata\.(labels|annotations)\['([^']*)'\]$")
 
 
@@ -140,14 +146,78 @@ def service_env(services: Iterable[Obj]) -> list[tuple[str, str]]:
     return out
 
 
-def configmap_names(container: Obj) -> set[str]:
-    """The ConfigMaps the container's env refers to."""
+def _source_names(container: Obj, key_ref: str, from_ref: str) -> set[str]:
     names = set()
     for var in container.get("env") or []:
-        ref = (var.get("valueFrom") or {}).get("configMapKeyRef")
+        ref = (var.get("valueFrom") or {}).get(key_ref)
+        if ref and ref.get("name"):
+            names.add(ref["name"])
+    for source in container.get("envFrom") or []:
+        ref = source.get(from_ref)
         if ref and ref.get("name"):
             names.add(ref["name"])
     return names
+
+
+def configmap_names(container: Obj) -> set[str]:
+    """The ConfigMaps the container's env and envFrom refer to."""
+    return _source_names(container, "configMapKeyRef", "configMapRef")
+
+
+def secret_names(container: Obj) -> set[str]:
+    """The Secrets the container's env and envFrom refer to."""
+    return _source_names(container, "secretKeyRef", "secretRef")
+
+
+def _key_ref(ref: Obj, sources: Mapping[str, Mapping[str, str] | None] | None, what: str,
+             namespace: str) -> str | None:
+    """A configMapKeyRef's or secretKeyRef's value; None when optional and missing."""
+    data = (sources or {}).get(ref.get("name", ""))
+    optional = bool(ref.get("optional"))
+    if data is None:
+        if optional:
+            return None
+        raise EnvError(f'{what.lower()} "{ref.get("name", "")}" not found')
+    if ref.get("key") not in data:
+        if optional:
+            return None
+        raise EnvError(f'couldn\'t find key {ref.get("key")} in {what} '
+                       f'{namespace}/{ref.get("name", "")}')
+    return str(data[ref["key"]])
+
+
+def env_from(container: Obj, namespace: str, *,
+             configmaps: Mapping[str, Mapping[str, str] | None] | None,
+             secrets: Mapping[str, Mapping[str, str] | None] | None,
+             warnings: list[str] | None = None) -> list[tuple[str, str]]:
+    """The variables of the container's envFrom sources, in order."""
+    out: list[tuple[str, str]] = []
+    for source in container.get("envFrom") or []:
+        prefix = str(source.get("prefix") or "")
+        if source.get("configMapRef") is not None:
+            ref, what, found = source["configMapRef"] or {}, "configMap", configmaps
+        elif source.get("secretRef") is not None:
+            ref, what, found = source["secretRef"] or {}, "secret", secrets
+        else:
+            continue
+        name = ref.get("name", "")
+        data = (found or {}).get(name)
+        if data is None:
+            if ref.get("optional"):
+                continue
+            raise EnvError(f'{what.lower()} "{name}" not found')
+        invalid = []
+        for key, value in sorted(data.items()):
+            var = prefix + key
+            if not _ENV_VAR_NAME.match(var):
+                invalid.append(var)
+                continue
+            out.append((var, str(value)))
+        if invalid and warnings is not None:
+            warnings.append(f"Keys [{', '.join(sorted(invalid))}] from the EnvFrom {what} "
+                            f"{namespace}/{name} were skipped since they are considered "
+                            "invalid environment variable names.")
+    return out
 
 
 def build_env(
@@ -159,13 +229,16 @@ def build_env(
     node_name: str,
     services: Iterable[Obj] = (),
     configmaps: Mapping[str, Mapping[str, str] | None] | None = None,
+    secrets: Mapping[str, Mapping[str, str] | None] | None = None,
     allocatable: Mapping[str, str] | None = None,
     base: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
 ) -> list[tuple[str, str]]:
     """The environment of one container, as (name, value) pairs in order.
 
-    configmaps maps a name to its data, or to None when it does not exist.
-    Raises EnvError for anything that would be a CreateContainerConfigError.
+    configmaps and secrets map a name to its (decoded) data, or to None when it does
+    not exist. Raises EnvError for anything that would be a CreateContainerConfigError;
+    appends to warnings what deserves an InvalidEnvironmentVariableNames event.
     """
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
@@ -181,6 +254,8 @@ def build_env(
               ("POD_NAMESPACE", meta.get("namespace", "")), ("NODE_NAME", node_name)]
     if spec.get("enableServiceLinks", True):
         pairs += service_env(services)
+    pairs += env_from(container, meta.get("namespace", ""), configmaps=configmaps,
+                      secrets=secrets, warnings=warnings)
     mapping = dict(pairs)
     for var in container.get("env") or []:
         name = var.get("name")
@@ -195,24 +270,14 @@ def build_env(
         elif "resourceFieldRef" in source:
             value = resource_field_value(container, source["resourceFieldRef"] or {},
                                          allocatable or {})
-        elif "configMapKeyRef" in source:
-            ref = source["configMapKeyRef"] or {}
-            data = (configmaps or {}).get(ref.get("name", ""))
-            optional = bool(ref.get("optional"))
-            if data is None:
-                if optional:
-                    continue
-                raise EnvError(f'configmap "{ref.get("name", "")}" not found')
-            if ref.get("key") not in data:
-                if optional:
-                    continue
-                raise EnvError(f'couldn\'t find key {ref.get("key")} in ConfigMap '
-                               f'{meta.get("namespace", "")}/{ref.get("name", "")}')
-            value = str(data[ref["key"]])
-        elif "secretKeyRef" in source:
-            if (source["secretKeyRef"] or {}).get("optional"):
+        elif "configMapKeyRef" in source or "secretKeyRef" in source:
+            is_cm = "configMapKeyRef" in source
+            found = _key_ref((source["configMapKeyRef" if is_cm else "secretKeyRef"]) or {},
+                             configmaps if is_cm else secrets,
+                             "ConfigMap" if is_cm else "Secret", meta.get("namespace", ""))
+            if found is None:
                 continue
-            raise EnvError(f'env {name}: secretKeyRef is not supported: kubelite has no Secrets')
+            value = found
         else:
             raise EnvError(f"env {name}: unsupported valueFrom {sorted(source)}")
         pairs.append((name, value))

@@ -35,7 +35,12 @@ from services.kubelet.pod_sync import PodSyncer
 from services.kubelet.prober import ProbeManager, ProbeType
 from services.kubelet.runtime import Container, ImageService, Runtime
 from services.kubelet.stats import StatsSampler
-from services.kubelet.volumes import VolumeManager, publish_local_path_root, reclaim_local_path
+from services.kubelet.volumes import (
+    VolumeManager,
+    publish_local_path_root,
+    reclaim_local_path,
+    volume_sources,
+)
 
 log = logging.getLogger("kubelite.kubelet")
 
@@ -57,6 +62,11 @@ class Kubelet:
         self.pods.add_index("uid", lambda obj: _uid(obj) or None)
         self.services = Informer(client, "services")
         self.services.add_index("namespace", index_by_namespace)
+        # Only to wake pods whose env waits for a ConfigMap or Secret (the sync reads them
+        # from the apiserver itself): a source that appears or changes starts them at once.
+        self.configmaps = Informer(client, "configmaps")
+        self.secrets = Informer(client, "secrets")
+        self.pods.add_index("namespace", index_by_namespace)
         self.queue: WorkQueue[str] = WorkQueue(
             name="kubelet_pods", rate_limiter=RateLimiter(base=0.1, cap=30.0))
         self.prober = ProbeManager(self.runtime, on_change=self.queue.add,
@@ -104,6 +114,20 @@ class Kubelet:
         uid = _uid(obj)
         if uid:
             self.queue.add(uid)
+
+    def _source_changed(self, obj: Obj) -> None:
+        """A ConfigMap or Secret appeared or changed: its namespace's pods that are not all
+        running get a sync (a running container's env never changes), and so do the pods
+        whose volumes read it (their files are rewritten at once, not at the next resync)."""
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace", "")
+        source = (obj.get("kind") or "", meta.get("name", ""))
+        for pod in self.pods.by_index("namespace", namespace):
+            statuses = ((pod.get("status") or {}).get("containerStatuses") or []) + (
+                (pod.get("status") or {}).get("initContainerStatuses") or [])
+            if any("waiting" in (cs.get("state") or {}) for cs in statuses) or \
+                    source in volume_sources(pod):
+                self._enqueue(pod)
 
     def _unhealthy(self, pod: Obj, container: Container, probe_type: ProbeType,
                    message: str) -> None:
@@ -158,6 +182,10 @@ class Kubelet:
                               on_delete=self._enqueue)
         self.pods.start()
         self.services.start()
+        for source in (self.configmaps, self.secrets):
+            source.add_handler(on_add=self._source_changed,
+                               on_update=lambda old, new: self._source_changed(new))
+            source.start()
         self.pvs.start()
         # Supervised: a loop that raised would leave the node silently half-dead.
         tasks: list[asyncio.Task[Any]] = [spawn("kubelet-node", self.node.run, logger=log)]
@@ -185,6 +213,8 @@ class Kubelet:
         await self.prober.stop()
         await self.pods.stop()
         await self.services.stop()
+        await self.configmaps.stop()
+        await self.secrets.stop()
         await self.pvs.stop()
         if self.config.kill_pods_on_exit:
             containers = [c for c in await self.runtime.list_containers() if not c.exited]

@@ -75,14 +75,16 @@ class KubeletService(api_pb2_grpc.KubeletServicer):
                     f"a container name must be specified for pod {request.name}, choose one "
                     f"of: [{' '.join(str(n) for n in names)}]")
             name = names[0]
-        if name not in names:
+        inits = [c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []]
+        if name not in names and name not in inits:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"container {name} is not valid for pod {request.name}")
         uid = pod["metadata"]["uid"]
         instances = instances_by_name(await self.runtime.list_containers(pod_uid=uid)).get(
             name, [])
-        statuses = {s.get("name"): s for s in (pod.get("status") or {}).get(
-            "containerStatuses") or []}
+        status = pod.get("status") or {}
+        statuses = {s.get("name"): s for s in [*(status.get("initContainerStatuses") or []),
+                                               *(status.get("containerStatuses") or [])]}
         target = pick_instance(statuses.get(name), instances, previous=request.previous)
         if target is None:
             if request.previous:

@@ -14,10 +14,18 @@ and then does one of three things:
   delete of grace 0;
 - a pod seen for the first time is admitted only if the node has room for its
   requests next to the pods already admitted (else it fails: OutOfcpu, ...);
-- otherwise, for each container of the spec: start it if it never ran; kill it
-  if its liveness or startup probe failed or its spec changed; restart it when
-  it has exited and restartPolicy says so, unless CrashLoopBackOff says wait
-  (then the sync asks to run again when the back-off ends).
+- otherwise, the init containers first, in order (`_sync_init`): each regular
+  one runs to completion before the next; a sidecar (restartPolicy Always) must
+  run, past its startup probe, before the next, and keeps running. Until they
+  are done the app containers wait with PodInitializing. Then, for each
+  container of the spec: start it if it never ran; kill it if its liveness or
+  startup probe failed or its spec changed; restart it when it has exited and
+  restartPolicy says so, unless CrashLoopBackOff says wait (then the sync asks
+  to run again when the back-off ends).
+
+A start runs the postStart hook (a failure kills the container); a stop runs
+the preStop hook first, within the grace period, and on deletion the sidecars
+stop after the app containers, in reverse order.
 
 Before a start, a runtime with an image service (docker) gets the image as
 imagePullPolicy says (the kubelet's image manager): a failed pull waits with
@@ -33,6 +41,8 @@ only when it changed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -48,8 +58,16 @@ from kubelite.objects import now_rfc3339
 from kubelite.quantity import cpu_millis, to_int
 from services.kubelet import metrics
 from services.kubelet.backoff import CrashLoopBackoff, go_duration
-from services.kubelet.envvars import EnvError, build_env, configmap_names, expand_command
+from services.kubelet.envvars import (
+    EnvError,
+    build_env,
+    configmap_names,
+    expand_command,
+    secret_names,
+)
+from services.kubelet.hooks import describe_handler, run_handler
 from services.kubelet.prober import ProbeManager, ProbeType
+from services.kubelet.prober import Result as ProbeResult
 from services.kubelet.runtime import (
     LABEL_CONTAINER_NAME,
     LABEL_POD_NAME,
@@ -82,6 +100,15 @@ Obj = dict[str, Any]
 SHORTEN_POLL_SECONDS = 0.1
 
 
+def decode_secret_value(value: object) -> str:
+    """A Secret's data value as an environment string (bytes that are no UTF-8 are
+    replaced: an environment cannot hold arbitrary bytes on every runtime)."""
+    try:
+        return base64.b64decode(str(value)).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return ""
+
+
 def container_hash(spec: Obj) -> str:
     """A stable hash of a container's spec: a running container whose hash differs is
     restarted (only the image of a pod's container may change)."""
@@ -102,14 +129,32 @@ def instances_by_name(containers: list[Container]) -> dict[str, list[Container]]
     return out
 
 
+def _requests(c: Obj) -> dict[str, int]:
+    requests = (c.get("resources") or {}).get("requests") or {}
+    return {"cpu": cpu_millis(requests.get("cpu")), "memory": to_int(requests.get("memory"))}
+
+
 def pod_requests(pod: Obj) -> dict[str, int]:
-    """The pod's cpu (millicores) and memory (bytes) requests, summed over its containers."""
+    """The pod's cpu (millicores) and memory (bytes) requests, as Kubernetes' PodRequests:
+    the app containers and sidecars summed, or more if an init container (with the
+    sidecars started before it) needs more while it runs."""
+    spec = pod.get("spec") or {}
     total = {"cpu": 0, "memory": 0}
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        requests = (c.get("resources") or {}).get("requests") or {}
-        total["cpu"] += cpu_millis(requests.get("cpu"))
-        total["memory"] += to_int(requests.get("memory"))
-    return total
+    for c in spec.get("containers") or []:
+        for key, value in _requests(c).items():
+            total[key] += value
+    sidecars = {"cpu": 0, "memory": 0}
+    peak = {"cpu": 0, "memory": 0}
+    for c in spec.get("initContainers") or []:
+        wanted = _requests(c)
+        if is_sidecar(c):
+            for key, value in wanted.items():
+                sidecars[key] += value
+                peak[key] = max(peak[key], sidecars[key])
+        else:
+            for key, value in wanted.items():
+                peak[key] = max(peak[key], sidecars[key] + value)
+    return {key: max(total[key] + sidecars[key], peak[key]) for key in total}
 
 
 def admission_failure(pod: Obj, admitted: list[Obj],
@@ -165,6 +210,18 @@ def grace_period(pod: Obj) -> float:
     return max(0.0, float(grace))
 
 
+def is_sidecar(cspec: Obj) -> bool:
+    """An init container with restartPolicy Always: a sidecar (Kubernetes 1.29+)."""
+    return cspec.get("restartPolicy") == "Always"
+
+
+@dataclass(frozen=True)
+class _InitResult:
+    views: list[ContainerView]
+    initialized: bool  # every regular init container succeeded (or the app ran already)
+    failed: bool  # one failed under restartPolicy Never: the pod fails
+
+
 @dataclass
 class _PodState:
     """What the kubelet remembers of a pod between syncs."""
@@ -175,6 +232,8 @@ class _PodState:
     status: Obj | None = None
     pull_failures: dict[str, tuple[float, str]] = field(default_factory=dict)  # image: when, why
     volumes: dict[str, Volume] = field(default_factory=dict)  # as the last setup made them
+    mount_error: str = ""  # why the last setup failed (FailedMount): nothing starts meanwhile
+    pre_stopped: set[str] = field(default_factory=set)  # instances whose preStop hook ran
 
 
 class PodSyncer:
@@ -265,7 +324,7 @@ class PodSyncer:
                 preferred_ip=old_status.get("podIP", ""))
         pod_ip = sandbox.ip if sandbox else old_status.get("podIP", "")
         requeue: list[float] = []
-        mount_error = ""
+        state.mount_error = ""
         if not terminal and self.volumes is not None:
             evicted = await asyncio.to_thread(self.volumes.over_size_limit, pod) \
                 if existing else None
@@ -275,75 +334,163 @@ class PodSyncer:
             try:
                 state.volumes = await self.volumes.setup(pod, pod_ip=pod_ip)
             except MountError as err:
-                mount_error = str(err)
-                self.recorder.event(pod, WARNING, "FailedMount", mount_error)
+                state.mount_error = str(err)
+                self.recorder.event(pod, WARNING, "FailedMount", state.mount_error)
                 requeue.append(self.retry_delay)
         by_name = instances_by_name(existing)
+        app_specs = spec.get("containers") or []
+        init = await self._sync_init(pod, by_name, sandbox, terminal, requeue)
         views: list[ContainerView] = []
-        for cspec in spec.get("containers") or []:
-            name = cspec["name"]
-            instances = by_name.get(name, [])
-            cur = instances[-1] if instances else None
-            prev = instances[-2] if len(instances) > 1 else None
-            wanted_hash = container_hash(cspec)
-            waiting_reason = waiting_message = ""
-            if cur is not None and cur.running and not terminal:
-                failed = self.prober.failed(cur.id)
-                if failed is not None or cur.spec_hash != wanted_hash:
-                    cur = await self._kill_for_restart(pod, cspec, cur, failed)
-            if not terminal and (cur is None or cur.exited):
-                key = (uid, name)
-                start_again = cur is None or should_restart(policy, cur.exit_code) or (
-                    cur.spec_hash != wanted_hash and policy != "Never")
-                if start_again and cur is not None:
-                    remaining = self.backoff.remaining(key, cur.finished_at or time.time())
-                    if remaining > 0:
-                        start_again = False
-                        waiting_reason = "CrashLoopBackOff"
-                        waiting_message = (f"back-off {go_duration(self.backoff.get(key))} "
-                                           f"restarting failed container={name} "
-                                           f"pod={pod_ref(pod)}")
-                        self.recorder.event(pod, WARNING, "BackOff",
-                                            f"Back-off restarting failed container {name} in "
-                                            f"pod {pod_ref(pod)}")
-                        requeue.append(remaining)
-                    else:
-                        self.backoff.next(key, cur.finished_at or time.time())
-                if start_again and mount_error:
-                    start_again = False  # the volumes first: ContainerCreating meanwhile
-                    waiting_reason = "ContainerCreating"
-                if start_again:
-                    assert sandbox is not None
-                    restart_count = cur.restart_count + 1 if cur is not None else 0
-                    started, error = await self._start(pod, cspec, sandbox, restart_count,
-                                                       wanted_hash)
-                    if started is not None:
-                        if cur is not None:
-                            metrics.CONTAINER_RESTARTS.inc()
-                        prev, cur = cur, started
-                        await self._remove_old(instances[:-1])
-                    else:
-                        waiting_reason, waiting_message = error
-                        requeue.append(self.retry_delay)
-            views.append(ContainerView(
-                name=name, image=cspec.get("image", ""), current=cur, previous=prev,
-                waiting_reason=waiting_reason, waiting_message=waiting_message))
+        for cspec in app_specs:
+            if not init.initialized:
+                instances = by_name.get(cspec["name"], [])
+                views.append(ContainerView(
+                    name=cspec["name"], image=cspec.get("image", ""),
+                    current=instances[-1] if instances else None,
+                    waiting_reason="PodInitializing"))
+                continue
+            views.append(await self._converge(pod, cspec, by_name.get(cspec["name"], []),
+                                              sandbox, policy, terminal, requeue))
+        sidecar_specs = [c for c in spec.get("initContainers") or [] if is_sidecar(c)]
         # Probe workers first, so that the flags below read this instance's results.
-        self.prober.update_pod(pod, {v.name: v.current for v in views
-                                     if v.current is not None and v.current.running}, pod_ip)
-        specs = {c["name"]: c for c in spec.get("containers") or []}
-        views = [replace(v, ready=self.prober.ready(v.current.id, specs[v.name]),
-                         started=self.prober.started(v.current.id))
-                 if v.current is not None and v.current.running else v for v in views]
+        probed = dict(pod, spec=dict(spec, containers=[*app_specs, *sidecar_specs]))
+        self.prober.update_pod(probed, {v.name: v.current for v in [*views, *init.views]
+                                        if v.current is not None and v.current.running},
+                               pod_ip)
+        specs = {c["name"]: c for c in [*app_specs, *sidecar_specs]}
+
+        def probed_view(v: ContainerView) -> ContainerView:
+            if v.name not in specs or v.current is None or not v.current.running:
+                return v
+            return replace(v, ready=self.prober.ready(v.current.id, specs[v.name]),
+                           started=self.prober.started(v.current.id))
+        views = [probed_view(v) for v in views]
+        init_views = [probed_view(v) for v in init.views]
         status = pod_status(dict(pod, status=old_status), views, pod_ip=pod_ip,
                             host_ip=self.host_ip, scheme=self.runtime.name, now=now_rfc3339(),
-                            start_time=format_time(time.time()))
+                            start_time=format_time(time.time()), init_views=init_views,
+                            initialized=init.initialized, init_failed=init.failed)
         if not state.start_observed and views and all(
                 v.current is not None and v.current.running for v in views):
             state.start_observed = True
             metrics.POD_START_DURATION.observe(time.monotonic() - state.first_seen)
         await self._publish(pod, state, old_status, status)
         return min(requeue) if requeue else None
+
+    async def _sync_init(self, pod: Obj, by_name: dict[str, list[Container]],
+                         sandbox: PodSandbox | None, terminal: bool,
+                         requeue: list[float]) -> _InitResult:
+        """Runs the init containers in order, as the kubelet's computeInitContainerActions.
+
+        A regular init container runs to completion before the next one starts; a sidecar
+        (restartPolicy Always) must be running, and past its startup probe if it has one,
+        before the next one starts, and keeps running (restarted whenever it exits) until
+        the app containers are done. The pod is initialized once every regular init
+        container has succeeded, or once an app container ever ran (a restarted kubelet
+        does not run them again).
+        """
+        spec = pod.get("spec") or {}
+        policy = spec.get("restartPolicy", "Always")
+        init_policy = "Never" if policy == "Never" else "OnFailure"
+        init_specs = spec.get("initContainers") or []
+        app_names = [c["name"] for c in spec.get("containers") or []]
+        initialized = any(by_name.get(name) for name in app_names)
+        apps_done = initialized and policy != "Always" and all(
+            by_name.get(name) and by_name[name][-1].exited
+            and not should_restart(policy, by_name[name][-1].exit_code) for name in app_names)
+        views: list[ContainerView] = []
+        blocked = failed = False
+        for ic in init_specs:
+            name = ic["name"]
+            instances = by_name.get(name, [])
+            cur = instances[-1] if instances else None
+            prev = instances[-2] if len(instances) > 1 else None
+            if blocked:
+                views.append(ContainerView(name=name, image=ic.get("image", ""), current=cur,
+                                           previous=prev, waiting_reason="PodInitializing"))
+                continue
+            if is_sidecar(ic):
+                if apps_done or terminal:
+                    if cur is not None and cur.running:
+                        cur = await self._stop_one(pod, ic, cur, grace_period(pod))
+                    views.append(ContainerView(name=name, image=ic.get("image", ""),
+                                               current=cur, previous=prev))
+                    continue
+                view = await self._converge(pod, ic, instances, sandbox, "Always", terminal,
+                                            requeue)
+                views.append(view)
+                cur = view.current
+                up = cur is not None and cur.running and (
+                    not ic.get("startupProbe")
+                    or self.prober.result(cur.id, ProbeType.STARTUP) is ProbeResult.SUCCESS)
+                if not up and not initialized:
+                    blocked = True
+                continue
+            if initialized or (cur is not None and cur.exited and cur.exit_code == 0):
+                views.append(ContainerView(name=name, image=ic.get("image", ""), current=cur,
+                                           previous=prev))
+                continue
+            view = await self._converge(pod, ic, instances, sandbox, init_policy, terminal,
+                                        requeue)
+            views.append(view)
+            cur = view.current
+            if cur is not None and cur.exited and cur.exit_code != 0 and policy == "Never":
+                failed = True
+            blocked = True
+        return _InitResult(views=views, initialized=initialized or not blocked, failed=failed)
+
+    async def _converge(self, pod: Obj, cspec: Obj, instances: list[Container],
+                        sandbox: PodSandbox | None, policy: str, terminal: bool,
+                        requeue: list[float]) -> ContainerView:
+        """One container toward its spec: kill it for a failed probe or a changed spec,
+        start it (again) as policy and the back-off say; returns what it is now."""
+        uid = pod["metadata"]["uid"]
+        name = cspec["name"]
+        cur = instances[-1] if instances else None
+        prev = instances[-2] if len(instances) > 1 else None
+        wanted_hash = container_hash(cspec)
+        waiting_reason = waiting_message = ""
+        if cur is not None and cur.running and not terminal:
+            failed = self.prober.failed(cur.id)
+            if failed is not None or cur.spec_hash != wanted_hash:
+                cur = await self._kill_for_restart(pod, cspec, cur, failed)
+        if not terminal and (cur is None or cur.exited):
+            key = (uid, name)
+            start_again = cur is None or should_restart(policy, cur.exit_code) or (
+                cur.spec_hash != wanted_hash and policy != "Never")
+            if start_again and cur is not None:
+                remaining = self.backoff.remaining(key, cur.finished_at or time.time())
+                if remaining > 0:
+                    start_again = False
+                    waiting_reason = "CrashLoopBackOff"
+                    waiting_message = (f"back-off {go_duration(self.backoff.get(key))} "
+                                       f"restarting failed container={name} "
+                                       f"pod={pod_ref(pod)}")
+                    self.recorder.event(pod, WARNING, "BackOff",
+                                        f"Back-off restarting failed container {name} in "
+                                        f"pod {pod_ref(pod)}")
+                    requeue.append(remaining)
+                else:
+                    self.backoff.next(key, cur.finished_at or time.time())
+            if start_again and (self._pods.get(uid) or _PodState()).mount_error:
+                start_again = False  # the volumes first: ContainerCreating meanwhile
+                waiting_reason = "ContainerCreating"
+            if start_again:
+                assert sandbox is not None
+                restart_count = cur.restart_count + 1 if cur is not None else 0
+                started, error = await self._start(pod, cspec, sandbox, restart_count,
+                                                   wanted_hash)
+                if started is not None:
+                    if cur is not None:
+                        metrics.CONTAINER_RESTARTS.inc()
+                    prev, cur = cur, started
+                    await self._remove_old(instances[:-1])
+                else:
+                    waiting_reason, waiting_message = error
+                    requeue.append(self.retry_delay)
+        return ContainerView(name=name, image=cspec.get("image", ""), current=cur,
+                             previous=prev, waiting_reason=waiting_reason,
+                             waiting_message=waiting_message)
 
     def _admit(self, pod: Obj) -> tuple[str, str] | None:
         """Admits pod (no await inside: concurrent syncs cannot both take the last room)."""
@@ -404,6 +551,7 @@ class PodSyncer:
             self.recorder.event(pod, WARNING, "Failed", f"Error: {container.message}")
         else:
             self.recorder.event(pod, NORMAL, "Started", f"Started container {name}")
+            container = await self._post_start(pod, cspec, sandbox, container)
         log.info("container started", extra={"kv": {
             "pod": f"{meta.get('namespace')}/{meta.get('name')}", "container": name,
             "id": container.id, "restartCount": restart_count}})
@@ -469,9 +617,22 @@ class PodSyncer:
                                                         namespace=namespace)).get("data") or {}
             except NotFoundError:
                 configmaps[cm] = None
+        secrets: dict[str, dict[str, str] | None] = {}
+        for name in secret_names(cspec):
+            try:
+                found = await self.client.get("secrets", name, namespace=namespace)
+            except NotFoundError:
+                secrets[name] = None
+                continue
+            secrets[name] = {k: decode_secret_value(v)
+                             for k, v in (found.get("data") or {}).items()}
+        warnings: list[str] = []
         env = build_env(pod, cspec, pod_ip=sandbox.ip, host_ip=self.host_ip,
                         node_name=self.node_name, services=self.services_in(namespace),
-                        configmaps=configmaps, allocatable=self.allocatable)
+                        configmaps=configmaps, secrets=secrets, allocatable=self.allocatable,
+                        warnings=warnings)
+        for warning in warnings:
+            self.recorder.event(pod, WARNING, "InvalidEnvironmentVariableNames", warning)
         command, args = expand_command(cspec, env)
         resources = cspec.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
@@ -492,8 +653,57 @@ class PodSyncer:
                     LABEL_POD_NAMESPACE: namespace, LABEL_CONTAINER_NAME: cspec["name"]},
             cpu_limit=cpu_millis(limits.get("cpu")), cpu_request=cpu_millis(requests.get("cpu")),
             memory_request=to_int(requests["memory"]) if requests.get("memory") else 0,
+            termination_message_path=str(cspec.get("terminationMessagePath") or ""),
+            termination_message_policy=str(cspec.get("terminationMessagePolicy") or "File"),
             mounts=tuple(mounts), fs_group=int(fs_group) if fs_group is not None else None,
         )
+
+    async def _post_start(self, pod: Obj, cspec: Obj, sandbox: PodSandbox,
+                          container: Container) -> Container:
+        """Runs the postStart hook, as the kubelet does right after the start; a failed
+        hook kills the container (FailedPostStartHook), which then restarts as any
+        container that exited."""
+        handler = (cspec.get("lifecycle") or {}).get("postStart")
+        if not handler:
+            return container
+        grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        error = await run_handler(self.runtime, handler, cspec, container, sandbox.ip,
+                                  time_limit=max(grace, 1.0))
+        if error is None:
+            return container
+        name = cspec["name"]
+        message = (f"{describe_handler(handler)} for Container \"{name}\" in Pod "
+                   f"\"{pod_ref(pod)}\" failed - error: {error}")
+        self.recorder.event(pod, WARNING, "FailedPostStartHook", message)
+        self.recorder.event(pod, NORMAL, "Killing",
+                            f"FailedPostStartHook: Container {name} failed post-start hook, "
+                            "will be restarted")
+        await self.runtime.stop_container(container.id, grace=grace)
+        return await self.runtime.container_status(container.id) or container
+
+    async def _stop_one(self, pod: Obj, cspec: Obj | None, cur: Container,
+                        grace: float) -> Container:
+        """Stops one instance: its preStop hook first (once per instance), then SIGTERM
+        and SIGKILL at the end of what the hook left of the grace period."""
+        deadline = time.monotonic() + grace
+        handler = ((cspec or {}).get("lifecycle") or {}).get("preStop")
+        state = self._pods.setdefault(pod["metadata"]["uid"], _PodState())
+        if handler and cur.running and cur.id not in state.pre_stopped and cspec is not None:
+            state.pre_stopped.add(cur.id)
+            pod_ip = (pod.get("status") or {}).get("podIP", "")
+            try:
+                async with asyncio.timeout(max(grace, 0.1)):
+                    error = await run_handler(self.runtime, handler, cspec, cur, pod_ip,
+                                              time_limit=grace)
+            except TimeoutError:
+                error = f"the hook did not finish within the grace period ({grace:g}s)"
+            if error is not None:
+                self.recorder.event(pod, WARNING, "FailedPreStopHook",
+                                    f"{describe_handler(handler)} for Container "
+                                    f"\"{cspec['name']}\" in Pod \"{pod_ref(pod)}\" failed - "
+                                    f"error: {error}")
+        await self.runtime.stop_container(cur.id, grace=max(0.0, deadline - time.monotonic()))
+        return await self.runtime.container_status(cur.id) or cur
 
     async def _kill_for_restart(self, pod: Obj, cspec: Obj, cur: Container,
                                 failed: ProbeType | None) -> Container:
@@ -507,8 +717,7 @@ class PodSyncer:
         probe = cspec.get(f"{failed.value.lower()}Probe") if failed else None
         grace = (probe or {}).get("terminationGracePeriodSeconds",
                                   spec.get("terminationGracePeriodSeconds", 30))
-        await self.runtime.stop_container(cur.id, grace=float(grace))
-        return await self.runtime.container_status(cur.id) or cur
+        return await self._stop_one(pod, cspec, cur, float(grace))
 
     async def _remove_old(self, older: list[Container]) -> None:
         """Removes instances older than the previous one: one dead instance per container
@@ -552,20 +761,27 @@ class PodSyncer:
         self.prober.remove_pod(uid)
         for c in live:
             self.recorder.event(pod, NORMAL, "Killing", f"Stopping container {c.name}")
-        await self._stop_all_shortenable(uid, live, grace)
+        await self._stop_all_shortenable(pod, live, grace)
         state = self._pods.setdefault(uid, _PodState())
         by_name = instances_by_name(await self.runtime.list_containers(pod_uid=uid))
-        views = []
-        for cspec in (pod.get("spec") or {}).get("containers") or []:
-            instances = by_name.get(cspec["name"], [])
-            views.append(ContainerView(
-                name=cspec["name"], image=cspec.get("image", ""),
-                current=instances[-1] if instances else None,
-                previous=instances[-2] if len(instances) > 1 else None))
+        def stopped(cspecs: list[Obj]) -> list[ContainerView]:
+            out = []
+            for cspec in cspecs:
+                instances = by_name.get(cspec["name"], [])
+                out.append(ContainerView(
+                    name=cspec["name"], image=cspec.get("image", ""),
+                    current=instances[-1] if instances else None,
+                    previous=instances[-2] if len(instances) > 1 else None))
+            return out
+        spec = pod.get("spec") or {}
+        views = stopped(spec.get("containers") or [])
+        init_views = stopped(spec.get("initContainers") or [])
         old_status = self._base_status(pod, state)
+        initialized = not init_views or any(v.current is not None for v in views)
         status = pod_status(dict(pod, status=old_status), views,
                             pod_ip=old_status.get("podIP", ""), host_ip=self.host_ip,
-                            scheme=self.runtime.name, now=now_rfc3339(), terminating=True)
+                            scheme=self.runtime.name, now=now_rfc3339(), terminating=True,
+                            init_views=init_views, initialized=initialized)
         await self._publish(pod, state, old_status, status)
         try:
             await self.client.delete("pods", meta["name"], namespace=meta.get("namespace"),
@@ -575,13 +791,14 @@ class PodSyncer:
         except (NotFoundError, PreconditionFailedError):
             pass  # already gone (or a new pod took the name)
 
-    async def _stop_all_shortenable(self, uid: str, containers: list[Container],
+    async def _stop_all_shortenable(self, pod: Obj, containers: list[Container],
                                     grace: float) -> None:
         """Stops the containers within grace, cut short when the deletion is made shorter
         meanwhile (a second delete with a smaller grace, or a force delete)."""
+        uid = pod["metadata"]["uid"]
         start = time.monotonic()
         deadline = start + grace
-        task = asyncio.create_task(self._stop_all(containers, grace))
+        task = asyncio.create_task(self._stop_all(containers, grace, pod=pod))
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=SHORTEN_POLL_SECONDS)
@@ -594,16 +811,37 @@ class PodSyncer:
                     await asyncio.gather(task, return_exceptions=True)
                     log.info("grace period shortened", extra={"kv": {
                         "uid": uid, "grace": wanted}})
-                    task = asyncio.create_task(self._stop_all(containers, wanted))
+                    task = asyncio.create_task(self._stop_all(containers, wanted, pod=pod))
         finally:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    async def _stop_all(self, containers: list[Container], grace: float) -> None:
-        results = await asyncio.gather(
-            *(self.runtime.stop_container(c.id, grace=grace) for c in containers),
-            return_exceptions=True)
+    async def _stop_all(self, containers: list[Container], grace: float, *,
+                        pod: Obj | None = None) -> None:
+        """Stops containers within grace. With their pod: preStop hooks run, and the
+        sidecars stop after the other containers, in reverse order (Kubernetes 1.29)."""
+        if pod is None:
+            await self._stop_group(None, containers, grace)
+            return
+        deadline = time.monotonic() + grace
+        spec = pod.get("spec") or {}
+        sidecars = [c["name"] for c in spec.get("initContainers") or [] if is_sidecar(c)]
+        await self._stop_group(pod, [c for c in containers if c.name not in sidecars], grace)
+        for name in reversed(sidecars):
+            await self._stop_group(pod, [c for c in containers if c.name == name],
+                                   max(0.0, deadline - time.monotonic()))
+
+    async def _stop_group(self, pod: Obj | None, containers: list[Container],
+                          grace: float) -> None:
+        specs = {} if pod is None else {
+            c["name"]: c for key in ("initContainers", "containers")
+            for c in (pod.get("spec") or {}).get(key) or []}
+        if pod is None:
+            stops = [self.runtime.stop_container(c.id, grace=grace) for c in containers]
+        else:
+            stops = [self._stop_one(pod, specs.get(c.name), c, grace) for c in containers]
+        results = await asyncio.gather(*stops, return_exceptions=True)
         for c, result in zip(containers, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("cannot stop container", extra={"kv": {"id": c.id,

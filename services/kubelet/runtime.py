@@ -124,6 +124,10 @@ class ContainerConfig:
     cpu_limit: int = 0  # millicores; 0: none
     cpu_request: int = 0  # millicores
     memory_request: int = 0  # bytes
+    # Where the container writes why it ended (read into the terminated state's message);
+    # "": nowhere. FallbackToLogsOnError: the log's tail when the file is empty on failure.
+    termination_message_path: str = ""
+    termination_message_policy: str = "File"
     mounts: Sequence[Mount] = ()
     fs_group: int | None = None  # pod securityContext.fsGroup: a supplementary group
 
@@ -164,6 +168,20 @@ class ExecResult:
     exit_code: int  # -1 when the command could not run or timed out
     output: bytes
     timed_out: bool = False
+
+
+# As the kubelet: at most this much of the termination message file is read, and the
+# fallback takes at most the log's last lines and bytes.
+MAX_TERMINATION_MESSAGE_BYTES = 4096
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
+
+
+def fallback_message(log: bytes) -> str:
+    """The termination message FallbackToLogsOnError takes from a log: its last 80
+    lines, at most 2048 bytes of them."""
+    tail = b"\n".join(log.rstrip(b"\n").split(b"\n")[-FALLBACK_LOG_LINES:])
+    return tail[-FALLBACK_LOG_BYTES:].decode(errors="replace")
 
 
 @runtime_checkable
@@ -245,6 +263,10 @@ __all__ = [
     "ContainerStartError",
     "ContainerState",
     "ExecResult",
+    "FALLBACK_LOG_BYTES",
+    "FALLBACK_LOG_LINES",
+    "MAX_TERMINATION_MESSAGE_BYTES",
+    "fallback_message",
     "ImagePullError",
     "ImageService",
     "LABEL_CONTAINER_NAME",

@@ -34,14 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
+import os
 import re
+import shutil
 import struct
+import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -53,10 +58,12 @@ from docker.types import LogConfig
 from docker.types import Mount as DockerMount
 
 from services.kubelet.runtime import (
+    FALLBACK_LOG_LINES,
     LABEL_CONTAINER_NAME,
     LABEL_POD_NAME,
     LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
+    MAX_TERMINATION_MESSAGE_BYTES,
     Container,
     ContainerConfig,
     ContainerConfigError,
@@ -68,6 +75,7 @@ from services.kubelet.runtime import (
     PodSandbox,
     PodSandboxConfig,
     RuntimeError_,
+    fallback_message,
 )
 from services.kubelet.stats import ContainerUsage
 
@@ -89,6 +97,9 @@ LABEL_HASH = "io.kubernetes.container.hash"
 LABEL_CPU_REQUEST = "io.kubelite.resources.requests.cpu"
 LABEL_MEMORY_REQUEST = "io.kubelite.resources.requests.memory"
 LABEL_PORTS = "io.kubelite.ports"
+# As dockershim labelled them: a restarted kubelet reads an adopted container's exit message.
+LABEL_TERMINATION_PATH = "io.kubernetes.container.terminationMessagePath"
+LABEL_TERMINATION_POLICY = "io.kubernetes.container.terminationMessagePolicy"
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_INFRA_IMAGE = "kubelite:latest"
@@ -123,6 +134,12 @@ def parse_time(text: str | None) -> float | None:
 def cpu_shares(millicores: int) -> int:
     """requests.cpu as cpu.shares, as the kubelet's MilliCPUToShares (at least 2)."""
     return max(2, millicores * 1024 // 1000)
+
+
+def _empty_file(path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb"):
+        pass
 
 
 def docker_mounts(config: ContainerConfig) -> list[DockerMount]:
@@ -233,8 +250,14 @@ class DockerRuntime:
 
     def __init__(self, *, node_name: str, network: str = DEFAULT_NETWORK,
                  pod_infra_image: str = DEFAULT_INFRA_IMAGE, docker_host: str = "",
-                 pool_size: int = POOL_SIZE) -> None:
+                 pool_size: int = POOL_SIZE, state_dir: str = "") -> None:
         self.node_name = node_name
+        # A directory that is the same path on the Docker host as here (the kubelet runs
+        # beside dockerd): termination message files are bind-mounted from it. Without one
+        # (a kubelet in a container of its own: connect checks) the file is copied out of
+        # the exited container instead, which cannot reach a file under its /dev (a tmpfs).
+        self.state_dir = state_dir
+        self._messages: dict[str, str] = {}  # exited container id -> termination message
         self.network = network
         self.pod_infra_image = pod_infra_image
         self.docker_host = docker_host
@@ -311,6 +334,22 @@ class DockerRuntime:
                                 f"{self.docker_host or 'DOCKER_HOST or the default socket'}: "
                                 f"{err}") from err
         self.version = f"docker://{version.get('Version', 'unknown')}"
+        if self.state_dir and not await self._shares_filesystem():
+            log.info("the Docker engine does not share this kubelet's filesystem: termination "
+                     "messages are copied out of exited containers", extra={"kv": {
+                         "stateDir": self.state_dir}})
+            self.state_dir = ""
+
+    async def _shares_filesystem(self) -> bool:
+        """Whether paths here are the engine's (a kubelet beside dockerd, not in a container
+        of its own): the engine's root directory is then visible here."""
+        try:
+            info = await self._call(self.api.info)
+        except RuntimeError_:
+            return False
+        root = str(info.get("DockerRootDir") or "")
+        return bool(root) and await asyncio.to_thread(
+            os.path.isdir, os.path.join(root, "containers"))
 
     async def status(self) -> str:
         """Healthy while the engine answers /_ping (with a timeout of its own, so that a
@@ -513,6 +552,9 @@ class DockerRuntime:
             labels[LABEL_CPU_REQUEST] = f"{config.cpu_request}m"
         if config.memory_request:
             labels[LABEL_MEMORY_REQUEST] = str(config.memory_request)
+        if config.termination_message_path:
+            labels[LABEL_TERMINATION_PATH] = config.termination_message_path
+            labels[LABEL_TERMINATION_POLICY] = config.termination_message_policy
         env = dict(config.env)  # later entries win
         host_config = {
             "network_mode": f"container:{holder_id}", "ipc_mode": f"container:{holder_id}",
@@ -522,9 +564,13 @@ class DockerRuntime:
             "nano_cpus": config.cpu_limit * 1_000_000 or None,
             "cpu_shares": cpu_shares(config.cpu_request) if config.cpu_request else None,
             "log_config": LOG_CONFIG, "restart_policy": {"Name": "no"},
-            "mounts": docker_mounts(config) or None,
+            "mounts": docker_mounts(config),
             "group_add": [str(config.fs_group)] if config.fs_group is not None else None,
         }
+        message_file = self._termination_file(config)
+        if message_file:
+            host_config["mounts"] = [*host_config.get("mounts", []), docker.types.Mount(
+                config.termination_message_path, message_file, type="bind")]
         # Kubernetes' mapping: command replaces the image's ENTRYPOINT, args its CMD; with
         # no command the image's ENTRYPOINT runs, with args (if any) as its CMD.
         return {
@@ -535,6 +581,61 @@ class DockerRuntime:
             "working_dir": config.working_dir or None,
             "labels": labels, "host_config": host_config, "name": container_name(config),
         }
+
+    def _termination_file(self, config: ContainerConfig) -> str:
+        """The host file bind-mounted at the container's terminationMessagePath (created
+        empty by start_container, as the kubelet does), or "" without a state_dir."""
+        if not (self.state_dir and config.termination_message_path):
+            return ""
+        return os.path.join(self.state_dir, "termination", container_name(config),
+                            "termination-log")
+
+    def _termination_dir(self, container: Container) -> str:
+        name = (f"k8s_{container.name}_{container.pod_name}_{container.pod_namespace}_"
+                f"{container.pod_uid}_{container.restart_count}")  # as container_name
+        return os.path.join(self.state_dir, "termination", name)
+
+    async def _with_message(self, container: Container) -> Container:
+        """The exited container with its termination message (read once, then cached)."""
+        if not container.exited or container.reason == "StartError":
+            return container
+        message = self._messages.get(container.id)
+        if message is None:
+            message = await self._termination_message(container)
+            self._messages[container.id] = message
+        return replace(container, message=message) if message else container
+
+    async def _termination_message(self, container: Container) -> str:
+        path = container.labels.get(LABEL_TERMINATION_PATH, "")
+        policy = container.labels.get(LABEL_TERMINATION_POLICY, "File")
+        message = b""
+        if path:
+            try:
+                message = await self._call(self._read_message, container, path)
+            except (RuntimeError_, OSError, tarfile.TarError):
+                message = b""  # nothing written there (or /dev, a tmpfs gone with it)
+        if not message.strip() and policy == "FallbackToLogsOnError" and container.exit_code:
+            try:
+                log = await self._call(self.api.logs, container.id, stdout=True, stderr=True,
+                                       tail=FALLBACK_LOG_LINES)
+            except RuntimeError_:
+                log = b""
+            return fallback_message(log)
+        return message[:MAX_TERMINATION_MESSAGE_BYTES].decode(errors="replace")
+
+    def _read_message(self, container: Container, path: str) -> bytes:
+        """The message file: from the state dir, else copied out of the stopped container."""
+        if self.state_dir:
+            host = os.path.join(self._termination_dir(container), "termination-log")
+            if os.path.exists(host):
+                with open(host, "rb") as f:
+                    return f.read(MAX_TERMINATION_MESSAGE_BYTES)
+        stream, _ = self.api.get_archive(container.id, path)
+        data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            extracted = tar.extractfile(member) if member is not None else None
+            return extracted.read(MAX_TERMINATION_MESSAGE_BYTES) if extracted else b""
 
     async def _create(self, args: Obj) -> str:
         """Creates the container; a leftover of ours under the same name is removed first."""
@@ -573,6 +674,9 @@ class DockerRuntime:
         holder_id = await self._holder_of(sandbox)
         await self._ensure_tmpfs_volumes(config)
         args = self._create_args(holder_id, config)
+        message_file = self._termination_file(config)
+        if message_file:
+            await asyncio.to_thread(_empty_file, message_file)
         try:
             container_id = await self._create(args)
         except NotFound as err:
@@ -639,13 +743,18 @@ class DockerRuntime:
         with contextlib.suppress(NotFound):
             await self._call(self.api.remove_container, container_id, v=True)
         self._inspected.pop(container_id, None)
+        self._messages.pop(container_id, None)
+        if self.state_dir:
+            directory = self._termination_dir(container_from_inspect(data))
+            await asyncio.to_thread(shutil.rmtree, directory, True)
 
     async def container_status(self, container_id: str) -> Container | None:
         data = await self._inspect(container_id)
         if data is None or (data["Config"].get("Labels") or {}).get(LABEL_TYPE) != TYPE_CONTAINER:
             return None
         self._inspected[container_id] = ((data.get("State") or {}).get("Status", ""), data)
-        return container_from_inspect(data, starting=container_id in self._starting)
+        return await self._with_message(
+            container_from_inspect(data, starting=container_id in self._starting))
 
     async def list_containers(self, *, pod_uid: str | None = None,
                               labels: Mapping[str, str] | None = None) -> list[Container]:
@@ -671,9 +780,11 @@ class DockerRuntime:
             for cid in [c for c in self._inspected if c not in listed]:
                 del self._inspected[cid]
         now = time.time()
-        return [container_from_inspect(self._inspected[r["Id"]][1],
-                                       starting=r["Id"] in self._starting, now=now)
-                for r in rows if r["Id"] in self._inspected]
+        for cid in [c for c in self._messages if c not in self._inspected]:
+            del self._messages[cid]
+        return list(await asyncio.gather(*(self._with_message(container_from_inspect(
+            self._inspected[r["Id"]][1], starting=r["Id"] in self._starting, now=now))
+            for r in rows if r["Id"] in self._inspected)))
 
     # -- logs and exec --------------------------------------------------------
 

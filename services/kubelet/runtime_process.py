@@ -67,6 +67,8 @@ START_TIMEOUT = 10.0
 LOG_CHUNK = 64 * 1024
 FOLLOW_POLL_SECONDS = 0.1
 EXEC_OUTPUT_LIMIT = 10 * 1024
+# Names the file a container's terminationMessagePath maps to (docs/pods.md).
+TERMINATION_MESSAGE_ENV = "KUBELITE_TERMINATION_MESSAGE_PATH"
 
 
 def rewrite_mount_paths(text: str, mounts: Sequence[Mount]) -> str:
@@ -98,7 +100,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data))
+    # Owner-only: a container's config holds its environment, Secret values included.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
     os.replace(tmp, path)
 
 
@@ -312,23 +317,36 @@ class ProcessRuntime:
         mounts = config.mounts
         working_dir = (rewrite_mount_paths(config.working_dir, mounts) if config.working_dir
                        else str(self.pods_dir / sandbox.uid))
+        command = [rewrite_mount_paths(c, mounts) for c in config.command]
+        args = [rewrite_mount_paths(a, mounts) for a in config.args]
         env = [(k, rewrite_mount_paths(v, mounts)) for k, v in config.env] + mount_env(mounts)
+        message_file = ""
+        if config.termination_message_path:
+            # No filesystem of its own: the path maps to a file in the container's directory,
+            # named by an environment variable, and the spec's path written literally in the
+            # command or args is rewritten to it (docs/pods.md).
+            message_file = str(directory / "termination-log")
+            command = [c.replace(config.termination_message_path, message_file) for c in command]
+            args = [a.replace(config.termination_message_path, message_file) for a in args]
+            env.append((TERMINATION_MESSAGE_ENV, message_file))
         data = {
             "id": cid, "podUid": config.pod_uid, "podNamespace": config.pod_namespace,
             "podName": config.pod_name, "name": config.name, "image": config.image,
             "restartCount": config.restart_count, "specHash": config.spec_hash,
-            "labels": dict(config.labels),
-            "command": [rewrite_mount_paths(c, mounts) for c in config.command],
-            "args": [rewrite_mount_paths(a, mounts) for a in config.args],
-            "env": [list(pair) for pair in env],
+            "labels": dict(config.labels), "command": command,
+            "args": args, "env": [list(pair) for pair in env],
             "workingDir": working_dir, "memoryLimit": config.memory_limit,
             "logPath": str(directory / "container.log"), "createdAt": time.time(),
+            "terminationMessagePath": message_file,
+            "terminationMessagePolicy": config.termination_message_policy,
         }
 
         def launch() -> subprocess.Popen:
             directory.mkdir(parents=True)
             (self.pods_dir / sandbox.uid).mkdir(parents=True, exist_ok=True)
             _write_json(directory / "config.json", data)
+            if message_file:
+                Path(message_file).touch()
             with open(directory / "shim.log", "ab") as shim_log:
                 return subprocess.Popen(
                     [sys.executable, "-I", str(SHIM_PATH), str(directory)],

@@ -16,7 +16,9 @@ The shim:
 5. when the command exits, SIGKILLs whatever is left in its group (a container
    ends with its main process, as it does under Docker) and rewrites
    `state.json` with exitCode (128+N for signal N, as Docker reports it),
-   reason (Completed, Error, OOMKilled) and finishedAt.
+   reason (Completed, Error, OOMKilled) and finishedAt, and the termination
+   message (the file terminationMessagePath maps to, or with
+   FallbackToLogsOnError the log's tail after a failure).
 
 If the command cannot be started at all (no such executable, bad working dir)
 the shim records exitCode 128 with reason StartError, as containerd does.
@@ -84,6 +86,31 @@ def group_rss(pgid: int) -> int:
         except (IndexError, ValueError):
             continue
     return total
+
+
+def termination_message(config: dict, exit_code: int) -> str:
+    """What the container left in its termination message file (at most 4096 bytes), or
+    with FallbackToLogsOnError and a failure, the last 80 lines (2048 bytes) of its log:
+    the kubelet's limits (services/kubelet/runtime.py holds them for the other runtimes)."""
+    path = config.get("terminationMessagePath") or ""
+    message = b""
+    if path:
+        try:
+            with open(path, "rb") as f:
+                message = f.read(4096)
+        except OSError:
+            message = b""
+    if not message.strip() and exit_code != 0 and \
+            config.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        try:
+            with open(config["logPath"], "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 64 * 1024))
+                log = f.read()
+        except OSError:
+            log = b""
+        tail = b"\n".join(log.rstrip(b"\n").split(b"\n")[-80:])
+        message = tail[-2048:]
+    return message.decode(errors="replace")
 
 
 def main(argv: list[str]) -> int:
@@ -158,6 +185,9 @@ def main(argv: list[str]) -> int:
     else:
         reason = "Completed" if exit_code == 0 else "Error"
     state.update(exitCode=exit_code, finishedAt=finished, reason=reason)
+    message = termination_message(config, exit_code)
+    if message:
+        state["message"] = message
     if returncode < 0:
         state["signal"] = -returncode
     write_state(directory, state)

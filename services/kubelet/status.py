@@ -9,6 +9,8 @@ The phase follows the kubelet's getPhase: any container still waiting for its
 first start keeps the pod Pending; a running one makes it Running; when all
 have stopped, restartPolicy decides between Running (they will restart),
 Succeeded and Failed. A pod that reached Succeeded or Failed stays there.
+Until its init containers are done a pod is Pending (Failed when one failed and
+restartPolicy is Never), with initContainerStatuses and Initialized False.
 """
 
 from __future__ import annotations
@@ -141,6 +143,19 @@ def _condition(existing: dict[str, Obj], type_: str, status: str, now: str,
     return cond
 
 
+def _incomplete(init_statuses: Sequence[Obj], sidecars: set[str]) -> list[str]:
+    """Init containers not done: a regular one not succeeded, a sidecar not started."""
+    out = []
+    for cs in init_statuses:
+        state = cs.get("state") or {}
+        if cs["name"] in sidecars:
+            if not cs.get("started"):
+                out.append(cs["name"])
+        elif (state.get("terminated") or {}).get("exitCode", 1) != 0:
+            out.append(cs["name"])
+    return out
+
+
 def pod_status(
     pod: Obj,
     views: Sequence[ContainerView],
@@ -151,21 +166,36 @@ def pod_status(
     now: str,
     start_time: str = "",
     terminating: bool = False,
+    init_views: Sequence[ContainerView] = (),
+    initialized: bool = True,
+    init_failed: bool = False,
 ) -> Obj:
     """The status to publish for pod (see the module docstring).
 
     terminating: the pod is being deleted and its containers were stopped; its
     phase is then computed as if restartPolicy were Never (nothing restarts).
+    init_views: the init containers, in order; until initialized the pod is Pending,
+    or Failed when an init container failed under restartPolicy Never (init_failed).
+    Sidecars (init containers with restartPolicy Always) count for readiness.
     """
     old: Obj = pod.get("status") or {}
     spec = pod.get("spec") or {}
     statuses = [container_status(v, scheme) for v in views]
+    init_statuses = [container_status(v, scheme) for v in init_views]
+    sidecars = {c.get("name") for c in spec.get("initContainers") or []
+                if c.get("restartPolicy") == "Always"}
     policy = "Never" if terminating else spec.get("restartPolicy", "Always")
-    phase = pod_phase(policy, statuses)
+    if init_failed:
+        phase = "Failed"
+    elif not initialized:
+        phase = "Pending"
+    else:
+        phase = pod_phase(policy, statuses)
     if old.get("phase") in TERMINAL_PHASES:
         phase = old["phase"]
     existing = {c.get("type"): c for c in old.get("conditions") or [] if c.get("type")}
-    unready = [s["name"] for s in statuses if not s["ready"]]
+    unready = [s["name"] for s in init_statuses if s["name"] in sidecars and not s["ready"]]
+    unready += [s["name"] for s in statuses if not s["ready"]]
     if phase in TERMINAL_PHASES:
         ready = _condition(existing, "ContainersReady", "False", now, "PodCompleted")
     elif unready:
@@ -179,7 +209,10 @@ def pod_status(
     else:
         pod_ready["lastTransitionTime"] = existing["Ready"].get("lastTransitionTime") or now
     ours = {
-        "Initialized": _condition(existing, "Initialized", "True", now),
+        "Initialized": _condition(existing, "Initialized", "True", now) if initialized
+        else _condition(existing, "Initialized", "False", now, "ContainersNotInitialized",
+                        "containers with incomplete status: "
+                        f"[{' '.join(_incomplete(init_statuses, sidecars))}]"),
         "Ready": pod_ready,
         "ContainersReady": ready,
         "PodScheduled": existing.get("PodScheduled")
@@ -196,6 +229,10 @@ def pod_status(
         "startTime": old.get("startTime") or start_time or now,
         "containerStatuses": statuses,
     })
+    if init_statuses:
+        status["initContainerStatuses"] = init_statuses
+    else:
+        status.pop("initContainerStatuses", None)
     if pod_ip:
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]

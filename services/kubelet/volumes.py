@@ -611,6 +611,20 @@ async def publish_local_path_root(manager: VolumeManager) -> None:
         LOCAL_PATH_ROOT_ANNOTATION: str(manager.local_path_root)}}})
 
 
+def volume_sources(pod: Obj) -> set[tuple[str, str]]:
+    """The (kind, name) of every ConfigMap and Secret the pod's volumes read."""
+    out: set[tuple[str, str]] = set()
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        sources = [volume] + list((volume.get("projected") or {}).get("sources") or [])
+        for source in sources:
+            if isinstance(source.get("configMap"), dict):
+                out.add(("ConfigMap", source["configMap"].get("name", "")))
+            if isinstance(source.get("secret"), dict):
+                secret = source["secret"]
+                out.add(("Secret", secret.get("secretName") or secret.get("name", "")))
+    return out
+
+
 def local_path_pv_of_node(pv: Obj, node_name: str) -> bool:
     """Whether pv is a local-path PV whose data lives on node_name."""
     meta, spec = pv.get("metadata") or {}, pv.get("spec") or {}

@@ -21,6 +21,7 @@ from .cluster import NamespaceStrategy, NodeStrategy
 from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
 from .replicationcontroller import ReplicationControllerStrategy
+from .secret import SecretStrategy
 from .service import ServiceStrategy
 from .simple import ConfigMapStrategy, EndpointsStrategy, EventStrategy, LeaseStrategy
 from .storage import (
@@ -38,6 +39,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Endpoints": EndpointsStrategy,
     "Event": EventStrategy,
     "ConfigMap": ConfigMapStrategy,
+    "Secret": SecretStrategy,
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
     "ReplicationController": ReplicationControllerStrategy,
