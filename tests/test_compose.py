@@ -59,7 +59,7 @@ LABEL_NODE = "io.kubelite.node"
 LABEL_POD_NAME = "io.kubernetes.pod.name"
 LABEL_POD_UID = "io.kubernetes.pod.uid"
 LABEL_TYPE = "io.kubernetes.docker.type"
-COMPONENTS = ("redis", "apiserver", "scheduler", "controller", "kubelet", "proxy")
+COMPONENTS = ("redis", "apiserver", "scheduler", "controller", "kubelet", "proxy", "dns")
 #: Services without a health check: running is all they can be.
 UNCHECKED = ("reaper",)
 NODES = 2
@@ -167,6 +167,7 @@ class ComposeCluster:
                     "KUBELITE_SUBNET": str(subnet),
                     "KUBELITE_POD_IP_RANGE": str(pods),
                     "KUBELITE_SERVICE_CIDR": str(services),
+                    "KUBELITE_DNS_IP": str(services.network_address),
                     "KUBELITE_APISERVER_PORT": str(self.port),
                     # Another cluster on this engine may hold the default REST port.
                     "KUBELITE_REST_PORT": str(free_port())}

@@ -135,12 +135,30 @@ def _proxy_args(options: UpOptions, index: int, data: Path) -> list[str]:
             "--health-listen", f"127.0.0.1:{free_port()}"]
 
 
+#: The cluster DNS's loopback address, outside every node's 127.10.0.(i+1). Its port is
+#: picked free (53 needs root); the process runtime's pods cannot be pointed at it (they
+#: share the host's /etc/resolv.conf), so it serves `dig @ADDRESS -p PORT` and tools.
+DNS_IP = "127.10.0.254"
+
+
+def _dns_args(options: UpOptions, index: int, data: Path) -> list[str]:
+    return ["--listen", f"{DNS_IP}:{free_port(DNS_IP)}",
+            "--health-listen", f"127.0.0.1:{free_port()}"]
+
+
+def dns_listen(argv: list[str] | tuple[str, ...]) -> str:
+    """The --listen of a dns child's argv ("" if none)."""
+    args = list(argv)
+    return args[args.index("--listen") + 1] if "--listen" in args else ""
+
+
 # In start order; shutdown runs in reverse. Only those that exist are started.
 COMPONENTS: tuple[Component, ...] = (
     Component("controller", replicas=lambda o: 2 if o.ha else 1),
     Component("scheduler", replicas=lambda o: 2 if o.ha else 1),
     Component("kubelet", replicas=lambda o: o.nodes, args=_kubelet_args),
     Component("proxy", replicas=lambda o: o.nodes, args=_proxy_args),
+    Component("dns", args=_dns_args),
 )
 
 
@@ -347,6 +365,9 @@ class LocalCluster:
         else:
             self.say(f"  redis:   {redis_url}"
                      + (f" (data in {self.redis.workdir})" if self.redis else ""))
+        for child in self.children:
+            if child.name == "dns":
+                self.say(f"  DNS:     {dns_listen(child.argv)} (cluster.local; UDP and TCP)")
         self.say("  metrics:")
         for name, port in self.metrics.items():
             self.say(f"    {name + ':':<14} http://127.0.0.1:{port}/metrics")

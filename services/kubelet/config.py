@@ -45,6 +45,9 @@ class KubeletConfig:
     docker_host: str = ""  # --runtime docker: the engine (empty: $DOCKER_HOST or the socket)
     docker_network: str = "bridge"
     pod_infra_image: str = "kubelite:latest"
+    cluster_dns: tuple[str, ...] = ()  # pods' nameservers for dnsPolicy ClusterFirst
+    cluster_domain: str = "cluster.local"
+    resolv_conf: str = "/etc/resolv.conf"  # dnsPolicy Default's
     allow_host_path: bool = False
 
     @property
@@ -77,6 +80,13 @@ def add_kubelet_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "--pod-infra-image", default="kubelite:latest",
              help="the image of each pod's holder (pause) container: its ENTRYPOINT if it has "
                   "one, else `sleep infinity`")
+    add_flag(p, "--cluster-dns", default="",
+             help="comma-separated IPs of the cluster DNS, the nameservers of ClusterFirst "
+                  "pods (empty: they get dnsPolicy Default)")
+    add_flag(p, "--cluster-domain", default="cluster.local",
+             help="the cluster's DNS domain, in the pods' search list")
+    add_flag(p, "--resolv-conf", default="/etc/resolv.conf",
+             help="the resolv.conf that pods with dnsPolicy Default get")
     add_flag(p, "--cpu", default="", help="cpu capacity, e.g. 4 or 3500m (default: the host's)")
     add_flag(p, "--memory", default="",
              help="memory capacity, e.g. 8Gi (default: MemTotal of /proc/meminfo)")
@@ -228,5 +238,8 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         docker_host=args.docker_host,
         docker_network=args.docker_network,
         pod_infra_image=args.pod_infra_image,
+        cluster_dns=tuple(s.strip() for s in args.cluster_dns.split(",") if s.strip()),
+        cluster_domain=args.cluster_domain.strip("."),
+        resolv_conf=args.resolv_conf,
         allow_host_path=args.allow_host_path,
     )

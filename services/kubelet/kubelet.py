@@ -28,6 +28,7 @@ from kubelite.supervise import spawn
 from kubelite.workqueue import QueueShutDown, RateLimiter, WorkQueue
 from services.kubelet.backoff import CrashLoopBackoff
 from services.kubelet.config import KubeletConfig
+from services.kubelet.dnsconfig import DnsConfigurer
 from services.kubelet.instrumented import InstrumentedRuntime
 from services.kubelet.node import NodeAgent
 from services.kubelet.pleg import PLEG
@@ -88,6 +89,9 @@ class Kubelet:
             services_in=lambda ns: self.services.by_index("namespace", ns),
             list_pods=self.pods.list,
             images=runtime if isinstance(runtime, ImageService) else None,
+            dns=DnsConfigurer(cluster_dns=config.cluster_dns,
+                              cluster_domain=config.cluster_domain,
+                              resolv_conf=config.resolv_conf),
             volumes=self.volumes,
         )
         self.node = NodeAgent(client, config, runtime_version=runtime.version,

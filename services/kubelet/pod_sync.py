@@ -58,6 +58,7 @@ from kubelite.objects import now_rfc3339
 from kubelite.quantity import cpu_millis, to_int
 from services.kubelet import metrics
 from services.kubelet.backoff import CrashLoopBackoff, go_duration
+from services.kubelet.dnsconfig import DnsConfigurer, host_aliases
 from services.kubelet.envvars import (
     EnvError,
     build_env,
@@ -254,9 +255,11 @@ class PodSyncer:
         services_in: Callable[[str], list[Obj]],
         list_pods: Callable[[], list[Obj]] = list,
         images: ImageService | None = None,
+        dns: DnsConfigurer | None = None,
         volumes: VolumeManager | None = None,
     ) -> None:
         self.client = client
+        self.dns = dns
         self.runtime = runtime
         self.prober = prober
         self.backoff = backoff
@@ -320,7 +323,9 @@ class PodSyncer:
                 PodSandboxConfig(uid=uid, namespace=meta.get("namespace", ""),
                                  name=meta["name"], hostname=spec.get("hostname", ""),
                                  labels=meta.get("labels") or {},
-                                 port_mappings=port_mappings(spec)),
+                                 port_mappings=port_mappings(spec),
+                                 dns=self.dns.pod_dns(pod) if self.dns else None,
+                                 host_aliases=host_aliases(pod)),
                 preferred_ip=old_status.get("podIP", ""))
         pod_ip = sandbox.ip if sandbox else old_status.get("podIP", "")
         requeue: list[float] = []

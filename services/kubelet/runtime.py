@@ -26,6 +26,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from services.kubelet.dnsconfig import PodDns
+
 # The labels that tie a container to its pod, as the kubelet's dockershim set them.
 LABEL_POD_UID = "io.kubernetes.pod.uid"
 LABEL_POD_NAME = "io.kubernetes.pod.name"
@@ -77,6 +79,8 @@ class PodSandboxConfig:
     hostname: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     port_mappings: Sequence[PortMapping] = ()
+    dns: PodDns | None = None  # the pod's resolv.conf (None: the runtime's default)
+    host_aliases: Sequence[tuple[str, Sequence[str]]] = ()  # extra /etc/hosts lines
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,12 @@ from docker import errors as docker_errors
 from docker.types import LogConfig
 from docker.types import Mount as DockerMount
 
+from services.kubelet.dnsconfig import (
+    PodDns,
+    docker_host_config,
+    resolv_conf_command,
+    rewrites_resolv_conf,
+)
 from services.kubelet.runtime import (
     FALLBACK_LOG_LINES,
     LABEL_CONTAINER_NAME,
@@ -484,7 +490,8 @@ class DockerRuntime:
                 for p in config.port_mappings])
         host_config = {"network_mode": self.network, "ipc_mode": "shareable",
                        "port_bindings": bindings or None, "log_config": LOG_CONFIG,
-                       "restart_policy": {"Name": "no"}}
+                       "restart_policy": {"Name": "no"},
+                       **docker_host_config(config.dns, config.host_aliases)}
         try:
             holder_id = await self._call(self._create_blocking, {
                 "image": self.pod_infra_image, "entrypoint": self._infra_command,
@@ -497,6 +504,9 @@ class DockerRuntime:
                                 f"{self.pod_infra_image!r} is not present: {err}") from err
         try:
             await self._call(api.start, holder_id)
+            if config.dns is not None and rewrites_resolv_conf(config.dns) and \
+                    self._infra_command:
+                await self._write_resolv_conf(holder_id, config.dns)
             data = await self._call(api.inspect_container, holder_id)
         except RuntimeError_:
             with contextlib.suppress(RuntimeError_):
@@ -508,6 +518,14 @@ class DockerRuntime:
         log.info("pod sandbox started", extra={"kv": {
             "pod": f"{config.namespace}/{config.name}", "id": holder_id[:12], "ip": sandbox.ip}})
         return sandbox
+
+    async def _write_resolv_conf(self, holder_id: str, dns: PodDns) -> None:
+        """Kubernetes' resolv.conf in the holder (the kubelite image has a shell; an
+        image without one keeps Docker's file, which forwards to the same servers)."""
+        result = await self._call(self._exec_blocking, holder_id, resolv_conf_command(dns), 5.0)
+        if result.exit_code != 0:
+            log.warning("could not write the pod's resolv.conf; Docker's stays",
+                        extra={"kv": {"id": holder_id[:12], "output": result.output[:200]}})
 
     async def remove_pod_sandbox(self, uid: str) -> None:
         self._sandboxes.pop(uid, None)

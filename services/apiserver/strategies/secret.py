@@ -14,7 +14,7 @@ import binascii
 import json
 import re
 
-from ..validation import Problems, show
+from ..validation import Problems, ascii_text, show
 from .base import Obj, Strategy
 
 TLS = "kubernetes.io/tls"
@@ -74,10 +74,11 @@ class SecretStrategy(Strategy):
         size = 0
         for key, value in data.items():
             if not _CONFIG_KEY.match(key):
-                problems.add(f"data[{show(key)}]", f"Invalid value: {show(key)}: a valid config "
-                             "key must consist of alphanumeric characters, '-', '_' or '.' (e.g. "
-                             "'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
-                             "validation is '[-._a-zA-Z0-9]+')")
+                problems.add(f"data[{ascii_text(key)[:64]}]",
+                             f"Invalid value: {show(key)}: a valid config key must consist of "
+                             "alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+                             "'KEY_NAME',  or 'key-name', regex used for validation is "
+                             "'[-._a-zA-Z0-9]+')")
             raw = decode_value(value)
             if raw is None:
                 problems.add(f"data[{key}]", f"Invalid value: {_base64_error(value)}")

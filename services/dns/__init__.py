@@ -1,0 +1,1 @@
+"""kubelite's cluster DNS: Services and Endpoints as DNS records, everything else forwarded."""
