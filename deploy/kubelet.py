@@ -14,6 +14,10 @@ name, so two clusters sharing one Docker engine never touch each other's pods.
 If Docker cannot tell (no socket), the kubelet's own default applies: the
 hostname, which is the container id. An explicit --node-name or
 KUBELITE_NODE_NAME wins over both.
+
+With KUBELITE_DATA_DIR (a host directory mounted at the same path), the root dir
+is KUBELITE_DATA_DIR/<node>: the host's Docker bind-mounts the pods' volumes
+from there, so the paths must mean the same on both sides (docs/volumes.md).
 """
 
 from __future__ import annotations
@@ -52,6 +56,11 @@ def main(argv: list[str]) -> None:
         name = node_name_for(own_container_name())
         if name:
             os.environ["KUBELITE_NODE_NAME"] = name
+    data_dir = os.environ.get("KUBELITE_DATA_DIR")
+    node = os.environ.get("KUBELITE_NODE_NAME")
+    if data_dir and node and not os.environ.get("KUBELITE_ROOT_DIR") and not any(
+            a == "--root-dir" or a.startswith("--root-dir=") for a in argv):
+        os.environ["KUBELITE_ROOT_DIR"] = os.path.join(data_dir, node)
     os.execvp(sys.executable, [sys.executable, "-m", "services.kubelet", *argv])
 
 

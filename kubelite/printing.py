@@ -458,6 +458,63 @@ def _pdb_field(key: str) -> Callable[[Obj, datetime], str]:
     return cell
 
 
+_ACCESS_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
+                 "ReadWriteOncePod": "RWOP"}
+
+
+def _access_modes(modes: Any) -> str:
+    return ",".join(_ACCESS_MODES.get(m, m) for m in modes or [])
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _pv_claim(obj: Obj, now: datetime) -> str:
+    ref = _spec(obj).get("claimRef") or {}
+    return f"{ref.get('namespace')}/{ref['name']}" if ref.get("name") else ""
+
+
+def _vac(obj: Obj, now: datetime) -> str:
+    return _spec(obj).get("volumeAttributesClassName") or "<unset>"
+
+
+def _sc_name(obj: Obj, now: datetime) -> str:
+    annotations = _meta(obj).get("annotations") or {}
+    default = "true" in (annotations.get("storageclass.kubernetes.io/is-default-class"),
+                         annotations.get("storageclass.beta.kubernetes.io/is-default-class"))
+    return _meta(obj).get("name", "") + (" (default)" if default else "")
+
+
+_PV_COLUMNS = (
+    NAME, Column("CAPACITY", lambda o, n: _text((_spec(o).get("capacity") or {}).get("storage"))),
+    Column("ACCESS MODES", lambda o, n: _access_modes(_spec(o).get("accessModes"))),
+    Column("RECLAIM POLICY", lambda o, n: _text(_spec(o).get("persistentVolumeReclaimPolicy"))),
+    Column("STATUS", lambda o, n: _text(_status(o).get("phase"))),
+    Column("CLAIM", _pv_claim),
+    Column("STORAGECLASS", lambda o, n: _text(_spec(o).get("storageClassName"))),
+    Column("VOLUMEATTRIBUTESCLASS", _vac),
+    Column("REASON", lambda o, n: _text(_status(o).get("reason"))), AGE,
+    Column("VOLUMEMODE", lambda o, n: _text(_spec(o).get("volumeMode")), True),
+)
+_PVC_COLUMNS = (
+    NAME, Column("STATUS", lambda o, n: _text(_status(o).get("phase"))),
+    Column("VOLUME", lambda o, n: _text(_spec(o).get("volumeName"))),
+    Column("CAPACITY", lambda o, n: _text((_status(o).get("capacity") or {}).get("storage"))),
+    Column("ACCESS MODES", lambda o, n: _access_modes(_status(o).get("accessModes"))),
+    Column("STORAGECLASS", lambda o, n: _text(_spec(o).get("storageClassName"))),
+    Column("VOLUMEATTRIBUTESCLASS", _vac), AGE,
+    Column("VOLUMEMODE", lambda o, n: _text(_spec(o).get("volumeMode")), True),
+)
+_SC_COLUMNS = (
+    Column("NAME", _sc_name), Column("PROVISIONER", _field("provisioner")),
+    Column("RECLAIMPOLICY", lambda o, n: o.get("reclaimPolicy") or "Delete"),
+    Column("VOLUMEBINDINGMODE", lambda o, n: o.get("volumeBindingMode") or "Immediate"),
+    Column("ALLOWVOLUMEEXPANSION", lambda o, n: "true" if o.get("allowVolumeExpansion")
+           else "false"), AGE,
+)
+
+
 # --- batch ------------------------------------------------------------------
 
 def _has_condition(obj: Obj, type_: str) -> bool:
@@ -519,6 +576,9 @@ def _rc_selector(obj: Obj, now: datetime) -> str:
 
 
 COLUMNS: dict[str, tuple[Column, ...]] = {
+    "PersistentVolume": _PV_COLUMNS,
+    "PersistentVolumeClaim": _PVC_COLUMNS,
+    "StorageClass": _SC_COLUMNS,
     "Pod": (NAME, Column("READY", _pod_ready),
             Column("STATUS", lambda o, n: pod_status(o)),
             Column("RESTARTS", _pod_restarts), AGE,

@@ -65,6 +65,12 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
         "autoscaling", "v2", True, ("hpa",),
     ),
+    ResourceInfo("PersistentVolume", "persistentvolumes", "persistentvolume", "", "v1", False,
+                 ("pv",)),
+    ResourceInfo("PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", "",
+                 "v1", True, ("pvc",)),
+    ResourceInfo("StorageClass", "storageclasses", "storageclass", "storage.k8s.io", "v1",
+                 False, ("sc",), False),
     ResourceInfo(
         "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", "policy", "v1",
         True, ("pdb",),

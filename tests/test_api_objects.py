@@ -415,9 +415,12 @@ async def test_unimplemented_fields_warn(client: Client, namespace: str) -> None
     warnings: list[str] = []
     async with Client(client.target, on_warning=warnings.append) as c:
         p = pod("vol", namespace)
-        p["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+        p["spec"]["volumes"] = [{"name": "data", "emptyDir": {}},
+                                {"name": "share", "nfs": {"server": "nfs", "path": "/x"}}]
         await c.create("pods", p)
-    assert any("spec.volumes" in w for w in warnings)
+    # emptyDir is implemented; an nfs volume is not.
+    assert [w for w in warnings if "spec.volumes" in w] == [
+        "spec.volumes[1].nfs: volume type not implemented by kubelite; a kubelet refuses the pod"]
 
 
 async def test_short_names_resolve(client: Client, namespace: str) -> None:

@@ -545,10 +545,12 @@ def test_controllers_flag_enables_and_disables_by_name():
                                        "garbagecollector", "nodelifecycle", "tainteviction",
                                        "horizontalpodautoscaling", "disruption", "namespace",
                                        "eventexpiry", "replicationcontroller", "job",
-                                       "ttl-after-finished", "cronjob")
+                                       "ttl-after-finished", "cronjob", "persistentvolume-binder",
+                                       "local-path-provisioner")
     assert select_controllers("*,-nodelifecycle,-tainteviction,-endpoint,"
                               "-horizontalpodautoscaling,-disruption,-namespace,-eventexpiry,"
-                              "-replicationcontroller,-job,-ttl-after-finished,-cronjob") == (
+                              "-replicationcontroller,-job,-ttl-after-finished,-cronjob,"
+                              "-persistentvolume-binder,-local-path-provisioner") == (
         "replicaset", "deployment", "garbagecollector")
     assert select_controllers("deployment,replicaset") == ("replicaset", "deployment")
     with pytest.raises(ValueError):

@@ -59,11 +59,12 @@ def test_admission_refuses_privileged_without_the_flag_and_root_under_non_root()
     (SecurityContext(run_as_user=4321), "runAsUser"),
     (SecurityContext(read_only_root_filesystem=True), "readOnlyRootFilesystem"),
     (SecurityContext(capabilities_drop=("ALL",)), "capabilities"),
-    (SecurityContext(fs_group=5), "fsGroup"),
+    (SecurityContext(supplemental_groups=(5,)), "supplementalGroups"),
 ])
 def test_process_runtime_names_what_it_cannot_honour(ctx: SecurityContext, word: str) -> None:
     assert word in process_runtime_refusal(ctx, uid=1000, gid=1000)
     assert process_runtime_refusal(SecurityContext(run_as_user=1000), uid=1000, gid=1000) == ""
+    assert process_runtime_refusal(SecurityContext(fs_group=5), uid=1000, gid=1000) == ""
 
 
 async def test_process_runtime_refuses_with_a_clear_pod_status(

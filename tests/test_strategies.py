@@ -63,4 +63,4 @@ def test_data_kinds_have_no_generation() -> None:
     """ConfigMap, Secret, Event and Endpoints have no spec, so no metadata.generation."""
     built = _built()
     assert [k for k, s in built.items() if not s.tracks_generation] == [
-        "Endpoints", "Event", "ConfigMap", "Secret"]
+        "Endpoints", "Event", "ConfigMap", "Secret", "StorageClass"]

@@ -44,6 +44,8 @@ def test_every_kind_validates_a_minimal_object(info) -> None:
         obj["spec"] = {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "d"}}
     elif info.kind == "Event":
         obj["involvedObject"] = {"kind": "Pod", "name": "p"}
+    elif info.kind == "StorageClass":
+        obj["provisioner"] = "kubelite.io/local-path"
     validate_schema(info, obj, VERSION)
 
 

@@ -222,6 +222,7 @@ class Registry:
         else:
             meta.pop("generation", None)
         strategy.prepare_for_create(obj)
+        await strategy.admit(obj, self._read_all)
         strategy.validate(obj)
         warnings = strategy.warnings(obj)
         claims = strategy.claims_for_create(obj)
@@ -506,6 +507,9 @@ class Registry:
         return node_endpoint(await self._read(lookup("nodes"), "", node_name))
 
     # -- namespaces ------------------------------------------------------------
+
+    async def _read_all(self, plural: str) -> list[bytes]:
+        return [raw for _, raw in (await self.storage.list(plural, ""))[1]]
 
     async def ensure_initial_namespaces(self) -> None:
         info = lookup("namespaces")

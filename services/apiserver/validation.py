@@ -648,6 +648,7 @@ def check_pod_spec(problems: Problems, path: str, spec: Any) -> None:
                                  "containers without restartPolicy=Always")
     check_enum(problems, f"{path}.restartPolicy", spec.get("restartPolicy"),
                ("Always", "OnFailure", "Never"))
+    check_volumes(problems, path, spec)
     check_enum(problems, f"{path}.dnsPolicy", spec.get("dnsPolicy"),
                ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"))
     check_range(problems, f"{path}.terminationGracePeriodSeconds",
@@ -673,6 +674,63 @@ def check_pod_spec(problems: Problems, path: str, spec: Any) -> None:
             check_label_value(problems, f"{tpath}.value", tol["value"])
         check_enum(problems, f"{tpath}.effect", tol.get("effect") or None,
                    ("NoSchedule", "PreferNoSchedule", "NoExecute"))
+
+
+SUPPORTED_VOLUME_TYPES = ("emptyDir", "configMap", "secret", "downwardAPI", "projected",
+                          "hostPath", "persistentVolumeClaim")
+HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
+                   "CharDevice", "BlockDevice")
+
+
+def check_volumes(problems: Problems, path: str, spec: dict[str, Any]) -> None:
+    """Kubernetes' volume checks: unique names, one source each, mounts that name a
+    volume at an absolute path with a relative subPath."""
+    names: set[str] = set()
+    for i, volume in _dicts(spec.get("volumes")):
+        vpath = f"{path}.volumes[{i}]"
+        name = volume.get("name", "")
+        if not name:
+            problems.add(f"{vpath}.name", "Required value")
+        elif name in names:
+            problems.add(f"{vpath}.name", f'Duplicate value: "{name}"')
+        else:
+            check_name(problems, f"{vpath}.name", name, rule="label")
+        names.add(name)
+        sources = [k for k in volume if k != "name"]
+        if len(sources) > 1:
+            problems.add(f"{vpath}.{sources[1]}", "Forbidden: may not specify more than 1 "
+                         "volume type")
+        host = volume.get("hostPath")
+        if isinstance(host, dict):
+            if not str(host.get("path", "")).startswith("/"):
+                problems.add(f"{vpath}.hostPath.path", "Required value: must be an absolute "
+                             "path")
+            if (host.get("type") or "") not in HOST_PATH_TYPES:
+                problems.add(f"{vpath}.hostPath.type", f'Unsupported value: "{host["type"]}"')
+        claim = volume.get("persistentVolumeClaim")
+        if isinstance(claim, dict) and not claim.get("claimName"):
+            problems.add(f"{vpath}.persistentVolumeClaim.claimName", "Required value")
+    for field in ("initContainers", "containers"):
+        for i, c in _dicts(spec.get(field)):
+            _check_mounts(problems, f"{path}.{field}[{i}]", c, names)
+
+
+def _check_mounts(problems: Problems, cpath: str, c: dict[str, Any], names: set[str]) -> None:
+    targets: set[str] = set()
+    for j, vm in _dicts(c.get("volumeMounts")):
+        mpath = f"{cpath}.volumeMounts[{j}]"
+        if vm.get("name") not in names:
+            problems.add(f"{mpath}.name", f'Not found: "{vm.get("name", "")}"')
+        if not vm.get("mountPath"):
+            problems.add(f"{mpath}.mountPath", "Required value")
+        elif vm["mountPath"] in targets:
+            problems.add(f"{mpath}.mountPath", f'Invalid value: "{vm["mountPath"]}": must be '
+                         "unique")
+        targets.add(vm.get("mountPath", ""))
+        sub = vm.get("subPath") or ""
+        if sub.startswith("/") or ".." in sub.split("/"):
+            problems.add(f"{mpath}.subPath", f'Invalid value: "{sub}": must be a relative path '
+                         "without '..'")
 
 
 def check_pod(problems: Problems, obj: dict[str, Any]) -> None:
@@ -963,17 +1021,22 @@ def require_name(value: str, path: str, rule: str = "subdomain") -> None:
 # Fields the schema accepts but kubelite does not act on: accepted, with a warning.
 # dnsConfig and hostAliases act on the docker runtime only (docs/dns.md).
 _POD_SPEC_UNIMPLEMENTED = (
-    "volumes", "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
+    "ephemeralContainers", "hostNetwork", "hostPID", "hostIPC",
     "serviceAccountName", "topologySpreadConstraints", "runtimeClassName",
     "readinessGates",
 )
-_CONTAINER_UNIMPLEMENTED = ("volumeMounts", "volumeDevices", "stdin", "tty")
+_CONTAINER_UNIMPLEMENTED = ("volumeDevices", "stdin", "tty")
 
 
 def unimplemented_fields(pod_specs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Warnings for fields of pod specs (path, spec) that kubelite stores but does not act on."""
     warnings = []
     for path, pod in pod_specs:
+        for i, volume in enumerate(pod.get("volumes") or []):
+            kind = next((k for k in volume if k != "name"), "")
+            if kind and kind not in SUPPORTED_VOLUME_TYPES:
+                warnings.append(f"{path}.volumes[{i}].{kind}: volume type not implemented by "
+                                "kubelite; a kubelet refuses the pod")
         for key in _POD_SPEC_UNIMPLEMENTED:
             if pod.get(key) not in (None, {}, [], False):
                 warnings.append(f"{path}.{key}: not implemented by kubelite; stored, no effect")

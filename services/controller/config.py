@@ -29,7 +29,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
                      "nodelifecycle", "tainteviction", "horizontalpodautoscaling",
                      "disruption", "namespace", "eventexpiry", "replicationcontroller", "job",
-                     "ttl-after-finished", "cronjob")
+                     "ttl-after-finished", "cronjob", "persistentvolume-binder",
+                     "local-path-provisioner")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from .informers import InformerFactory
 from .job import JobController
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController
+from .provisioner import LocalPathProvisioner
+from .pvbinder import PersistentVolumeBinder
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .taintmanager import TaintEvictionController
 from .ttlafterfinished import TTLAfterFinishedController
@@ -72,6 +74,10 @@ BUILDERS: dict[str, Builder] = {
         client, factory, ttl=config.event_ttl),
     "disruption": lambda client, factory, config: DisruptionController(
         client, factory, deletion_timeout=config.disruption_deletion_timeout),
+    "persistentvolume-binder": lambda client, factory, config: PersistentVolumeBinder(
+        client, factory),
+    "local-path-provisioner": lambda client, factory, config: LocalPathProvisioner(
+        client, factory),
 }
 
 

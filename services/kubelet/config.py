@@ -49,6 +49,7 @@ class KubeletConfig:
     cluster_domain: str = "cluster.local"
     resolv_conf: str = "/etc/resolv.conf"  # dnsPolicy Default's
     allow_privileged: bool = False  # privileged containers (the kubelet holds the socket)
+    allow_host_path: bool = False
 
     @property
     def port(self) -> int:
@@ -117,6 +118,9 @@ def add_kubelet_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "--allow-privileged", default=False,
              help="run containers with securityContext.privileged (off by default: the "
                   "kubelet holds the Docker socket, and a privileged pod could take the node)")
+    add_flag(p, "--allow-host-path", default=False,
+             help="run pods with hostPath volumes (refused by default: the kubelet holds the "
+                  "runtime's socket, so a hostPath can give a pod the node)")
     add_flag(p, "--kill-pods-on-exit", default=False,
              help="stop every container when the kubelet exits (by default they keep running "
                   "and a restarted kubelet adopts them)")
@@ -242,4 +246,5 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         cluster_domain=args.cluster_domain.strip("."),
         resolv_conf=args.resolv_conf,
         allow_privileged=args.allow_privileged,
+        allow_host_path=args.allow_host_path,
     )

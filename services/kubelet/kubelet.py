@@ -36,6 +36,12 @@ from services.kubelet.pod_sync import PodSyncer
 from services.kubelet.prober import ProbeManager, ProbeType
 from services.kubelet.runtime import Container, ImageService, Runtime
 from services.kubelet.stats import StatsSampler
+from services.kubelet.volumes import (
+    VolumeManager,
+    publish_local_path_root,
+    reclaim_local_path,
+    volume_sources,
+)
 
 log = logging.getLogger("kubelite.kubelet")
 
@@ -69,6 +75,12 @@ class Kubelet:
                                    period_scale=config.probe_period_scale)
         self.backoff = CrashLoopBackoff(base=config.backoff_base, cap=config.backoff_cap,
                                         reset=config.backoff_reset)
+        self.volumes = VolumeManager(
+            client=client, root_dir=config.root_dir, node_name=config.node_name,
+            host_ip=config.node_ip, allocatable=dict(config.capacity),
+            allow_host_path=config.allow_host_path, docker_tmpfs=runtime.name == "docker")
+        # Local-path PVs of this node whose claim is gone: only this node can delete the data.
+        self.pvs = Informer(client, "persistentvolumes")
         self.syncer = PodSyncer(
             client=client, runtime=self.runtime, prober=self.prober, backoff=self.backoff,
             recorder=self.recorder, node_name=config.node_name, host_ip=config.node_ip,
@@ -81,6 +93,7 @@ class Kubelet:
                               cluster_domain=config.cluster_domain,
                               resolv_conf=config.resolv_conf),
             allow_privileged=config.allow_privileged,
+            volumes=self.volumes,
         )
         self.node = NodeAgent(client, config, runtime_version=runtime.version,
                               runtime_status=self.runtime.status)
@@ -109,18 +122,27 @@ class Kubelet:
 
     def _source_changed(self, obj: Obj) -> None:
         """A ConfigMap or Secret appeared or changed: its namespace's pods that are not all
-        running get a sync (a running container's env never changes)."""
-        namespace = (obj.get("metadata") or {}).get("namespace", "")
+        running get a sync (a running container's env never changes), and so do the pods
+        whose volumes read it (their files are rewritten at once, not at the next resync)."""
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace", "")
+        source = (obj.get("kind") or "", meta.get("name", ""))
         for pod in self.pods.by_index("namespace", namespace):
             statuses = ((pod.get("status") or {}).get("containerStatuses") or []) + (
                 (pod.get("status") or {}).get("initContainerStatuses") or [])
-            if any("waiting" in (cs.get("state") or {}) for cs in statuses):
+            if any("waiting" in (cs.get("state") or {}) for cs in statuses) or \
+                    source in volume_sources(pod):
                 self._enqueue(pod)
 
     def _unhealthy(self, pod: Obj, container: Container, probe_type: ProbeType,
                    message: str) -> None:
         self.recorder.event(pod, WARNING, "Unhealthy",
                             f"{probe_type.value} probe failed: {message}")
+
+    def _reclaim(self, pv: Obj) -> None:
+        task = asyncio.create_task(reclaim_local_path(self.volumes, pv), name="reclaim-pv")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     # -- the sync loop ------------------------------------------------------------
 
@@ -155,6 +177,12 @@ class Kubelet:
     async def run(self) -> None:
         await self.runtime.start()
         await self.node.register()
+        try:
+            await publish_local_path_root(self.volumes)
+        except ApiError as err:
+            log.warning("cannot annotate the node with its local-path root",
+                        extra={"kv": {"error": str(err)}})
+        self.pvs.add_handler(on_add=self._reclaim, on_update=lambda old, new: self._reclaim(new))
         self.pods.add_handler(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new),
                               on_delete=self._enqueue)
         self.pods.start()
@@ -163,6 +191,7 @@ class Kubelet:
             source.add_handler(on_add=self._source_changed,
                                on_update=lambda old, new: self._source_changed(new))
             source.start()
+        self.pvs.start()
         # Supervised: a loop that raised would leave the node silently half-dead.
         tasks: list[asyncio.Task[Any]] = [spawn("kubelet-node", self.node.run, logger=log)]
         try:
@@ -191,6 +220,7 @@ class Kubelet:
         await self.services.stop()
         await self.configmaps.stop()
         await self.secrets.stop()
+        await self.pvs.stop()
         if self.config.kill_pods_on_exit:
             containers = [c for c in await self.runtime.list_containers() if not c.exited]
             log.info("stopping every container (--kill-pods-on-exit)",

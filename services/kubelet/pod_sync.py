@@ -96,6 +96,7 @@ from services.kubelet.status import (
     pod_status,
     should_restart,
 )
+from services.kubelet.volumes import MountError, Volume, VolumeManager
 
 log = logging.getLogger("kubelite.kubelet.sync")
 
@@ -234,6 +235,8 @@ class _PodState:
     status_rv: int = 0  # the resourceVersion our last status write produced
     status: Obj | None = None
     pull_failures: dict[str, tuple[float, str]] = field(default_factory=dict)  # image: when, why
+    volumes: dict[str, Volume] = field(default_factory=dict)  # as the last setup made them
+    mount_error: str = ""  # why the last setup failed (FailedMount): nothing starts meanwhile
     pre_stopped: set[str] = field(default_factory=set)  # instances whose preStop hook ran
 
 
@@ -257,6 +260,7 @@ class PodSyncer:
         images: ImageService | None = None,
         dns: DnsConfigurer | None = None,
         allow_privileged: bool = False,
+        volumes: VolumeManager | None = None,
     ) -> None:
         self.client = client
         self.dns = dns
@@ -274,6 +278,7 @@ class PodSyncer:
         self.services_in = services_in
         self.list_pods = list_pods
         self.images = images
+        self.volumes = volumes
         self._pods: dict[str, _PodState] = {}
         self._admitted: set[str] = set()
 
@@ -309,7 +314,8 @@ class PodSyncer:
             if existing or old_status.get("containerStatuses"):
                 self._admitted.add(uid)  # it ran before (this kubelet restarted)
             else:
-                rejected = self._admit(pod)
+                rejected = (self.volumes.refusal(pod) if self.volumes is not None
+                            else None) or self._admit(pod)
                 if rejected is not None:
                     reason, message = rejected
                     self.recorder.event(pod, WARNING, reason, message)
@@ -327,8 +333,21 @@ class PodSyncer:
                                  host_aliases=host_aliases(pod)),
                 preferred_ip=old_status.get("podIP", ""))
         pod_ip = sandbox.ip if sandbox else old_status.get("podIP", "")
-        by_name = instances_by_name(existing)
         requeue: list[float] = []
+        state.mount_error = ""
+        if not terminal and self.volumes is not None:
+            evicted = await asyncio.to_thread(self.volumes.over_size_limit, pod) \
+                if existing else None
+            if evicted is not None:
+                await self._evict(pod, state, old_status, evicted)
+                return None
+            try:
+                state.volumes = await self.volumes.setup(pod, pod_ip=pod_ip)
+            except MountError as err:
+                state.mount_error = str(err)
+                self.recorder.event(pod, WARNING, "FailedMount", state.mount_error)
+                requeue.append(self.retry_delay)
+        by_name = instances_by_name(existing)
         app_specs = spec.get("containers") or []
         init = await self._sync_init(pod, by_name, sandbox, terminal, requeue)
         views: list[ContainerView] = []
@@ -463,6 +482,9 @@ class PodSyncer:
                     requeue.append(remaining)
                 else:
                     self.backoff.next(key, cur.finished_at or time.time())
+            if start_again and (self._pods.get(uid) or _PodState()).mount_error:
+                start_again = False  # the volumes first: ContainerCreating meanwhile
+                waiting_reason = "ContainerCreating"
             if start_again:
                 assert sandbox is not None
                 restart_count = cur.restart_count + 1 if cur is not None else 0
@@ -630,6 +652,13 @@ class PodSyncer:
         resources = cspec.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         memory_limit = to_int(limits["memory"]) if limits.get("memory") else 0
+        state = self._pods.get(meta["uid"]) or _PodState()
+        mounts = VolumeManager.mounts_for(cspec, state.volumes)
+        if self.runtime.name == "process" and any(m.read_only for m in mounts):
+            self.recorder.event(pod, WARNING, "ReadOnlyNotEnforced",
+                                f"container {cspec['name']}: the process runtime cannot make a "
+                                "mount read-only; readOnly is not enforced (docs/volumes.md)")
+        fs_group = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
         return ContainerConfig(
             pod_uid=meta["uid"], pod_namespace=namespace, pod_name=meta["name"],
             name=cspec["name"], image=cspec.get("image", ""), command=command, args=args,
@@ -642,6 +671,7 @@ class PodSyncer:
             termination_message_path=str(cspec.get("terminationMessagePath") or ""),
             termination_message_policy=str(cspec.get("terminationMessagePolicy") or "File"),
             security=None if security.is_default else security,
+            mounts=tuple(mounts), fs_group=int(fs_group) if fs_group is not None else None,
         )
 
     async def _post_start(self, pod: Obj, cspec: Obj, sandbox: PodSandbox,
@@ -715,6 +745,26 @@ class PodSyncer:
                 except RuntimeError_ as err:
                     log.warning("cannot remove container", extra={"kv": {"id": old.id,
                                                                          "error": str(err)}})
+
+    async def _evict(self, pod: Obj, state: _PodState, old_status: Obj, message: str) -> None:
+        """The kubelet's eviction of a pod over an emptyDir sizeLimit: its containers stop
+        and it fails with reason Evicted, as Kubernetes' eviction manager does."""
+        uid = pod["metadata"]["uid"]
+        self.recorder.event(pod, WARNING, "Evicted", message)
+        log.info("evicting pod", extra={"kv": {"pod": pod_ref(pod), "reason": message}})
+        self.prober.remove_pod(uid)
+        live = [c for c in await self.runtime.list_containers(pod_uid=uid) if not c.exited]
+        for c in live:
+            self.recorder.event(pod, NORMAL, "Killing", f"Stopping container {c.name}")
+        await self._stop_all(live, grace_period(pod))
+        by_name = instances_by_name(await self.runtime.list_containers(pod_uid=uid))
+        views = [ContainerView(name=c["name"], image=c.get("image", ""),
+                               current=(by_name.get(c["name"]) or [None])[-1])
+                 for c in (pod.get("spec") or {}).get("containers") or []]
+        base = dict(old_status, phase="Failed", reason="Evicted", message=message)
+        status = pod_status(dict(pod, status=base), views, pod_ip=old_status.get("podIP", ""),
+                            host_ip=self.host_ip, scheme=self.runtime.name, now=now_rfc3339())
+        await self._publish(pod, state, old_status, status)
 
     # -- deletion ---------------------------------------------------------------
 
@@ -829,6 +879,8 @@ class PodSyncer:
                 log.warning("cannot remove container", extra={"kv": {"id": c.id,
                                                                      "error": str(err)}})
         await self.runtime.remove_pod_sandbox(uid)
+        if self.volumes is not None:
+            await asyncio.to_thread(self.volumes.teardown, uid)
         self.backoff.forget(lambda key: isinstance(key, tuple) and key[0] == uid)
         self._pods.pop(uid, None)
         self._admitted.discard(uid)

@@ -94,6 +94,22 @@ class PodSandbox:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """One volumeMount, resolved by the kubelet's volume manager (services.kubelet.volumes).
+
+    host_path is the directory or file on the node (subPath already applied); a docker
+    runtime bind-mounts it. tmpfs_volume names instead a memory-backed volume shared by
+    the pod's containers (emptyDir medium Memory on the docker runtime).
+    """
+
+    container_path: str
+    host_path: str = ""
+    read_only: bool = False
+    tmpfs_volume: str = ""
+    tmpfs_size: int = 0  # bytes; 0: the runtime's default
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     """One container instance to start: the kubelet has resolved everything in it."""
 
@@ -119,6 +135,8 @@ class ContainerConfig:
     termination_message_policy: str = "File"
     # The effective securityContext (services/kubelet/security.py); None: all defaults.
     security: SecurityContext | None = None
+    mounts: Sequence[Mount] = ()
+    fs_group: int | None = None  # pod securityContext.fsGroup: a supplementary group
 
 
 @dataclass(frozen=True)
@@ -262,6 +280,7 @@ __all__ = [
     "LABEL_POD_NAME",
     "LABEL_POD_NAMESPACE",
     "LABEL_POD_UID",
+    "Mount",
     "NotFound",
     "PodSandbox",
     "PortMapping",

@@ -55,6 +55,7 @@ import docker
 import requests
 from docker import errors as docker_errors
 from docker.types import LogConfig
+from docker.types import Mount as DockerMount
 
 from services.kubelet.dnsconfig import (
     PodDns,
@@ -147,6 +148,20 @@ def _empty_file(path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb"):
         pass
+
+
+def docker_mounts(config: ContainerConfig) -> list[DockerMount]:
+    """The container's volumeMounts as Docker mounts: bind mounts of the node directories
+    the volume manager made, and named tmpfs volumes for emptyDir medium Memory."""
+    out = []
+    for m in config.mounts:
+        if m.tmpfs_volume:
+            out.append(DockerMount(m.container_path, m.tmpfs_volume, type="volume",
+                                   read_only=m.read_only))
+        else:
+            out.append(DockerMount(m.container_path, m.host_path, type="bind",
+                                   read_only=m.read_only))
+    return out
 
 
 def container_name(config: ContainerConfig) -> str:
@@ -522,6 +537,12 @@ class DockerRuntime:
         for row in rows:
             with contextlib.suppress(NotFound):
                 await self._call(self.api.remove_container, row["Id"], force=True, v=True)
+        volumes = (await self._call(self.api.volumes, filters={"label": [
+            f"{LABEL_MANAGED_BY}={MANAGED_BY}", f"{LABEL_NODE}={self.node_name}",
+            f"{LABEL_POD_UID}={uid}"]})).get("Volumes") or []
+        for volume in volumes:
+            with contextlib.suppress(RuntimeError_):
+                await self._call(self.api.remove_volume, volume["Name"], force=True)
 
     async def list_pod_sandboxes(self) -> list[PodSandbox]:
         return [sandbox for _, sandbox in await self._list_sandboxes()]
@@ -563,6 +584,8 @@ class DockerRuntime:
             "nano_cpus": config.cpu_limit * 1_000_000 or None,
             "cpu_shares": cpu_shares(config.cpu_request) if config.cpu_request else None,
             "log_config": LOG_CONFIG, "restart_policy": {"Name": "no"},
+            "mounts": docker_mounts(config),
+            "group_add": [str(config.fs_group)] if config.fs_group is not None else None,
         }
         message_file = self._termination_file(config)
         if message_file:
@@ -656,6 +679,23 @@ class DockerRuntime:
                 await self._call(self.api.remove_container, old["Id"], force=True)
         raise AssertionError("unreachable")
 
+    async def _ensure_tmpfs_volumes(self, config: ContainerConfig) -> None:
+        """The pod's memory-backed emptyDirs: named tmpfs volumes, made by the first of its
+        containers that mounts them and removed with its sandbox."""
+        for m in config.mounts:
+            if not m.tmpfs_volume:
+                continue
+            options = "size=" + str(m.tmpfs_size) if m.tmpfs_size else ""
+            labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_NODE: self.node_name,
+                      LABEL_POD_UID: config.pod_uid}
+            try:
+                await self._call(self.api.inspect_volume, m.tmpfs_volume)
+            except NotFound:
+                await self._call(self.api.create_volume, m.tmpfs_volume, driver="local",
+                                 driver_opts={"type": "tmpfs", "device": "tmpfs",
+                                              **({"o": options} if options else {})},
+                                 labels=labels)
+
     async def start_container(self, sandbox: PodSandbox, config: ContainerConfig) -> Container:
         if not config.image:
             raise ContainerConfigError(f'container "{config.name}" has no image')
@@ -666,6 +706,7 @@ class DockerRuntime:
             except SecurityError as err:
                 raise ContainerConfigError(str(err)) from None
         holder_id = await self._holder_of(sandbox)
+        await self._ensure_tmpfs_volumes(config)
         args = self._create_args(holder_id, config)
         message_file = self._termination_file(config)
         if message_file:

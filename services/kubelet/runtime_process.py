@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,6 +54,7 @@ from services.kubelet.runtime import (
     ContainerStartError,
     ContainerState,
     ExecResult,
+    Mount,
     NotFound,
     PodSandbox,
     PodSandboxConfig,
@@ -68,6 +70,26 @@ FOLLOW_POLL_SECONDS = 0.1
 EXEC_OUTPUT_LIMIT = 10 * 1024
 # Names the file a container's terminationMessagePath maps to (docs/pods.md).
 TERMINATION_MESSAGE_ENV = "KUBELITE_TERMINATION_MESSAGE_PATH"
+
+
+def rewrite_mount_paths(text: str, mounts: Sequence[Mount]) -> str:
+    """text with each absolute mountPath (as a whole path prefix) replaced by the node
+    directory behind it: a process cannot be given a mount, so its paths are mapped."""
+    pairs = sorted(((m.container_path.rstrip("/") or "/", m.host_path) for m in mounts
+                    if m.host_path and m.container_path.startswith("/")),
+                   key=lambda p: -len(p[0]))
+    if not pairs:
+        return text
+    pattern = re.compile(r"(?<![\w.\-/])(" + "|".join(re.escape(c) for c, _ in pairs)
+                         + r")(?=$|[/\s\"';:,)=])")
+    hosts = dict(pairs)
+    return pattern.sub(lambda m: hosts[m.group(1)], text)
+
+
+def mount_env(mounts: Sequence[Mount]) -> list[tuple[str, str]]:
+    """KUBELITE_MOUNT_<n>=<mountPath>=<node path>, one per mount, in the pod's order."""
+    return [(f"KUBELITE_MOUNT_{i}", f"{m.container_path}={m.host_path}")
+            for i, m in enumerate(mounts) if m.host_path]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -294,10 +316,16 @@ class ProcessRuntime:
             if refusal:
                 raise ContainerConfigError(
                     f'container "{config.name}": securityContext cannot be honoured: {refusal}')
+        if any(m.tmpfs_volume for m in config.mounts):
+            raise ContainerConfigError("the process runtime has no tmpfs volumes")
         cid = uuid.uuid4().hex
         directory = self.containers_dir / cid
-        working_dir = config.working_dir or str(self.pods_dir / sandbox.uid)
-        command, args, env = list(config.command), list(config.args), list(config.env)
+        mounts = config.mounts
+        working_dir = (rewrite_mount_paths(config.working_dir, mounts) if config.working_dir
+                       else str(self.pods_dir / sandbox.uid))
+        command = [rewrite_mount_paths(c, mounts) for c in config.command]
+        args = [rewrite_mount_paths(a, mounts) for a in config.args]
+        env = [(k, rewrite_mount_paths(v, mounts)) for k, v in config.env] + mount_env(mounts)
         message_file = ""
         if config.termination_message_path:
             # No filesystem of its own: the path maps to a file in the container's directory,

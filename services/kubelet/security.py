@@ -105,8 +105,10 @@ def process_runtime_refusal(context: SecurityContext, *, uid: int, gid: int) -> 
         return "readOnlyRootFilesystem: the process runtime has no root filesystem of its own"
     if context.capabilities_add or context.capabilities_drop:
         return "capabilities: the process runtime cannot change a process's capabilities"
-    if context.fs_group is not None or context.supplemental_groups:
-        return "fsGroup and supplementalGroups: the process runtime cannot change groups"
+    # fsGroup is honoured where it matters here: the volume manager gives the pod's
+    # volumes that group (the process keeps the kubelet's groups, which can use them).
+    if context.supplemental_groups:
+        return "supplementalGroups: the process runtime cannot change a process's groups"
     if context.sysctls:
         return "sysctls: the process runtime shares the node's kernel settings"
     return ""

@@ -38,6 +38,7 @@ from . import metrics
 from .cache import SchedulerCache
 from .config import Config
 from .framework import FitError, Framework, PodInfo
+from .plugins.volumebinding import VolumeBinding
 from .queue import QueueClosed, QueuedPodInfo, SchedulingQueue
 
 log = logging.getLogger("kubelite.scheduler")
@@ -87,6 +88,21 @@ class Scheduler:
             max_unschedulable_duration=config.pod_max_unschedulable_duration)
         self.pods = Informer(client, "pods", field_selector=NON_TERMINAL_PODS)
         self.nodes = Informer(client, "nodes")
+        # Claims, volumes and classes, for the VolumeBinding plugin; a change to any of them
+        # may make a waiting pod schedulable.
+        self.pvcs = Informer(client, "persistentvolumeclaims")
+        self.pvs = Informer(client, "persistentvolumes")
+        self.classes = Informer(client, "storageclasses")
+        self.volume_binding = next((f for f in framework.filters if isinstance(f, VolumeBinding)),
+                                   None)
+        if self.volume_binding is not None:
+            self.volume_binding.attach(pvc=self.pvcs.get, pv=self.pvs.get, pvs=self.pvs.list,
+                                       classes=self.classes.list)
+        for informer in (self.pvcs, self.pvs, self.classes):
+            informer.add_handler(
+                on_add=lambda obj: self.queue.move_all_to_active_or_backoff("VolumeChange"),
+                on_update=lambda old, new: self.queue.move_all_to_active_or_backoff(
+                    "VolumeChange"))
         self.pods.add_handler(on_add=self._on_pod_add, on_update=self._on_pod_update,
                               on_delete=self._on_pod_delete)
         self.nodes.add_handler(on_add=self._on_node_add, on_update=self._on_node_update,
@@ -101,8 +117,12 @@ class Scheduler:
         """Starts the informers and waits until both have listed (every replica)."""
         self.pods.start()
         self.nodes.start()
+        for informer in (self.pvcs, self.pvs, self.classes):
+            informer.start()
         await self.pods.wait_synced()
         await self.nodes.wait_synced()
+        for informer in (self.pvcs, self.pvs, self.classes):
+            await informer.wait_synced()
         self._housekeeping = spawn("scheduler-housekeeping", self._housekeep, logger=log)
         log.info("scheduler caches synced", extra={"kv": {
             "nodes": self.cache.num_nodes, "pods": self.cache.num_pods,
@@ -116,6 +136,8 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pods.stop()
         await self.nodes.stop()
+        for informer in (self.pvcs, self.pvs, self.classes):
+            await informer.stop()
 
     async def run(self) -> None:
         """The leader's loop: schedule one pod at a time until cancelled."""
@@ -208,7 +230,13 @@ class Scheduler:
 
     async def _bind(self, qpi: QueuedPodInfo, pod: PodInfo, node: str, started: float) -> None:
         try:
+            if self.volume_binding is not None:
+                await self.volume_binding.pre_bind(self.client, pod, node)
             await self.client.bind(pod.name, node, namespace=pod.namespace, uid=pod.uid)
+        except TimeoutError as err:
+            self.cache.forget_pod(pod.uid)
+            self._failed(qpi, str(err), started, reason=REASON_SCHEDULER_ERROR)
+            return
         except asyncio.CancelledError:
             self.cache.forget_pod(pod.uid)
             self.queue.requeue(qpi)

@@ -24,6 +24,11 @@ from .replicationcontroller import ReplicationControllerStrategy
 from .secret import SecretStrategy
 from .service import ServiceStrategy
 from .simple import ConfigMapStrategy, EndpointsStrategy, EventStrategy, LeaseStrategy
+from .storage import (
+    PersistentVolumeClaimStrategy,
+    PersistentVolumeStrategy,
+    StorageClassStrategy,
+)
 from .workloads import DeploymentStrategy, ReplicaSetStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -43,6 +48,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Lease": LeaseStrategy,
     "HorizontalPodAutoscaler": HorizontalPodAutoscalerStrategy,
     "PodDisruptionBudget": PodDisruptionBudgetStrategy,
+    "PersistentVolume": PersistentVolumeStrategy,
+    "PersistentVolumeClaim": PersistentVolumeClaimStrategy,
+    "StorageClass": StorageClassStrategy,
 }
 
 

@@ -56,6 +56,10 @@ class Strategy:
     def defaults(self, obj: Obj) -> None:
         """Fills in missing fields in place, as Kubernetes' defaulting functions do."""
 
+    async def admit(self, obj: Obj, read_all: Any) -> None:
+        """A mutating admission that reads other objects (DefaultStorageClass):
+        `await read_all(plural)` gives the raw objects of a cluster-scoped kind."""
+
     # -- update ------------------------------------------------------------------
 
     def prepare_for_update(self, old: Obj, new: Obj) -> None:

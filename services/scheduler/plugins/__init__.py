@@ -22,11 +22,12 @@ from .node_selector import NodeSelector
 from .node_unschedulable import NodeUnschedulable
 from .selector_spread import SelectorSpread
 from .taint_toleration import TaintToleration
+from .volumebinding import VolumeBinding
 
 FILTER_PLUGINS = {
     cls.name: cls
     for cls in (NodeUnschedulable, NodeReady, NodeSelector, NodeAffinity, TaintToleration,
-                NodePorts, NodeResourcesFit)
+                NodePorts, NodeResourcesFit, VolumeBinding)
 }
 DEFAULT_FILTERS = tuple(FILTER_PLUGINS)
 
@@ -85,4 +86,5 @@ __all__ = [
     "SCORE_PLUGINS",
     "SelectorSpread",
     "TaintToleration",
+    "VolumeBinding",
 ]
