@@ -149,6 +149,20 @@ def manifest(kind: str, name: str) -> dict[str, Any]:
     elif kind == "PodDisruptionBudget":
         obj["spec"] = {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}},
                        "unhealthyPodEvictionPolicy": "IfHealthyBudget"}
+    elif kind == "Secret":
+        obj["type"] = "Opaque"
+        obj["data"] = {"user": base64.b64encode(b"admin").decode()}
+        obj["stringData"] = {"password": "pw"}
+    elif kind == "PersistentVolume":
+        obj["spec"] = {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                       "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "manual",
+                       "hostPath": {"path": "/tmp/fuzz-pv", "type": "DirectoryOrCreate"}}
+    elif kind == "PersistentVolumeClaim":
+        obj["spec"] = {"accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+                       "resources": {"requests": {"storage": "500Mi"}}}
+    elif kind == "StorageClass":
+        obj.update(provisioner="kubelite.io/local-path", reclaimPolicy="Delete",
+                   volumeBindingMode="WaitForFirstConsumer")
     return obj
 
 

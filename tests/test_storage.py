@@ -15,8 +15,8 @@ from kubelite import testing
 from kubelite.client import Client
 from kubelite.errors import NotFoundError
 from kubelite.testing import LocalCluster
+from kubelite.volumebinding import find_match, pv_allows_node, released_phase
 from services.controller.provisioner import new_volume
-from services.controller.pvbinder import find_match, pv_allows_node, released_phase
 
 Obj = dict[str, Any]
 

@@ -305,9 +305,9 @@ def test_warnings_name_only_what_is_left_unimplemented() -> None:
                     "volumes": [{"name": "a", "emptyDir": {}}, {"name": "b", "nfs": {}}],
                     "containers": [{"name": "c", "image": "i", "volumeMounts": [
                         {"name": "a", "mountPath": "/a"}]}]}}
+    # securityContext is implemented now (services/kubelet/security.py): no warning.
     assert unimplemented_fields([("spec", pod["spec"])]) == [
-        "spec.volumes[1].nfs: volume type not implemented by kubelite; a kubelet refuses the pod",
-        "spec.securityContext.runAsUser: not implemented by kubelite; stored, no effect"]
+        "spec.volumes[1].nfs: volume type not implemented by kubelite; a kubelet refuses the pod"]
 
 
 def test_volume_checks_name_the_bad_field() -> None:

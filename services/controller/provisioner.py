@@ -29,10 +29,7 @@ from kubelite.client import Client
 from kubelite.errors import AlreadyExistsError, ApiError
 from kubelite.events import NORMAL, WARNING, EventRecorder
 from kubelite.informer import object_key
-
-from .base import Controller
-from .informers import InformerFactory
-from .pvbinder import (
+from kubelite.volumebinding import (
     LOCAL_PATH_PROVISIONERS,
     PROVISIONED_BY,
     SELECTED_NODE,
@@ -40,6 +37,9 @@ from .pvbinder import (
     binding_mode,
     claim_class,
 )
+
+from .base import Controller
+from .informers import InformerFactory
 
 Obj = dict[str, Any]
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.controller.pvbinder import (
+from kubelite.volumebinding import (
     LOCAL_PATH_PROVISIONERS,
     SELECTED_NODE,
     WAIT,
