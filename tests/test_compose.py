@@ -658,6 +658,72 @@ def test_a_deleted_deployment_removes_its_containers(cluster: ComposeCluster) ->
                "removed")
 
 
+WHOLE_POD_APP = """
+import json, os, time
+def read(path):
+    try:
+        return open(path).read().strip()
+    except OSError:
+        return None
+while True:
+    print(json.dumps({"seed": read("/work/seed"), "color": read("/config/color"),
+                      "secret_env": os.environ.get("TOKEN"), "secret_file": read("/secret/token"),
+                      "prestop": read("/work/prestop")}), flush=True)
+    time.sleep(0.3)
+"""
+
+
+def test_a_whole_pod_init_volumes_secret_and_pre_stop_on_docker(cluster: ComposeCluster) -> None:
+    """One pod on the docker runtime: an init container writes into an emptyDir that the
+    app reads; a configMap volume updated while the pod runs shows the new content with
+    no restart; a Secret arrives as env and as a file; the preStop hook leaves a mark."""
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "whole-cfg"},
+         "data": {"color": "blue"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "whole-secret"},
+         "stringData": {"token": "s3cr3t"}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "whole"}, "spec": {
+            "terminationGracePeriodSeconds": 20,
+            "volumes": [{"name": "work", "emptyDir": {}},
+                        {"name": "config", "configMap": {"name": "whole-cfg"}},
+                        {"name": "secret", "secret": {"secretName": "whole-secret"}}],
+            "initContainers": [{
+                "name": "seed", "image": DEMO_IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["python3", "-c", "open('/work/seed', 'w').write('from-init')"],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "containers": [{
+                "name": "app", "image": DEMO_IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["python3", "-u", "-c", WHOLE_POD_APP],
+                "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {
+                    "name": "whole-secret", "key": "token"}}}],
+                "lifecycle": {"preStop": {"exec": {"command": [
+                    "python3", "-c", "open('/work/prestop', 'w').write('ran'); "
+                                     "import time; time.sleep(2)"]}}},
+                "volumeMounts": [{"name": "work", "mountPath": "/work"},
+                                 {"name": "config", "mountPath": "/config"},
+                                 {"name": "secret", "mountPath": "/secret",
+                                  "readOnly": True}]}]}})
+
+    def last_line() -> dict[str, Any] | None:
+        lines = cluster.kl("logs", "whole", "-c", "app", check=False).stdout.splitlines()
+        return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+
+    first = eventually(last_line, timeout=90, what="the app's first report")
+    assert first == {"seed": "from-init", "color": "blue", "secret_env": "s3cr3t",
+                     "secret_file": "s3cr3t", "prestop": None}, first
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "whole-cfg"},
+                   "data": {"color": "green"}})
+    eventually(lambda: (last_line() or {}).get("color") == "green", timeout=60,
+               what="the configMap update inside the running pod")
+    status = cluster.pod("whole")["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 0, status
+    cluster.kl("delete", "pod", "whole", "--wait=false")
+    eventually(lambda: (last_line() or {}).get("prestop") == "ran", timeout=30,
+               what="the preStop hook's mark, seen by the app before its SIGTERM")
+    cluster.kl("delete", "configmap", "whole-cfg")
+    cluster.kl("delete", "secret", "whole-secret")
+
+
 def test_a_stopped_kubelets_pods_come_back_on_the_other_node(cluster: ComposeCluster) -> None:
     """Node loss: `docker stop` on one kubelet container. Once its lease has been silent for
     the grace period, its node is tainted unreachable; its pods are evicted when their
