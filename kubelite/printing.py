@@ -570,6 +570,16 @@ def _cj_last_schedule(obj: Obj, now: datetime) -> str:
     return age(last, now) if last else "<none>"
 
 
+def _revision_controller(obj: Obj, now: datetime) -> str:
+    """As kubectl: the controlling owner as `<kind>.<group>/<name>`, else <none>."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            kind = str(ref.get("kind", "")).lower()
+            return f"{kind}.{group}/{ref.get('name', '')}" if group else f"{kind}/{ref.get('name', '')}"
+    return "<none>"
+
+
 def _rc_selector(obj: Obj, now: datetime) -> str:
     selector = _spec(obj).get("selector") or {}
     return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>"
@@ -630,6 +640,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
               Column("MESSAGE", _field("message"))),
     "ConfigMap": (NAME, Column("DATA", _configmap_data), AGE),
     "Secret": (NAME, Column("TYPE", _secret_type), Column("DATA", _configmap_data), AGE),
+    "ControllerRevision": (NAME, Column("CONTROLLER", _revision_controller),
+                           Column("REVISION", lambda o, n: str(o.get("revision", 0))), AGE),
     "Lease": (NAME, Column("HOLDER", _field("spec", "holderIdentity")), AGE),
     "HorizontalPodAutoscaler": (NAME, Column("REFERENCE", _hpa_reference),
                                 Column("TARGETS", _hpa_targets),

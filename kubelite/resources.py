@@ -58,6 +58,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("Deployment", "deployments", "deployment", "apps", "v1", True, ("deploy",)),
     ResourceInfo("ReplicationController", "replicationcontrollers", "replicationcontroller", "",
                  "v1", True, ("rc",)),
+    ResourceInfo("ControllerRevision", "controllerrevisions", "controllerrevision", "apps", "v1",
+                 True, (), False),
     ResourceInfo("Job", "jobs", "job", "batch", "v1", True),
     ResourceInfo("CronJob", "cronjobs", "cronjob", "batch", "v1", True, ("cj",)),
     ResourceInfo("Lease", "leases", "lease", "coordination.k8s.io", "v1", True, (), False),

@@ -135,7 +135,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_flag(p, "--large-cluster-size-threshold", default=50,
              help="zones of at most this many nodes stop evicting while unhealthy")
     add_flag(p, "--gc-resources", default="pods,replicasets,deployments,services,endpoints,"
-             "configmaps,horizontalpodautoscalers,replicationcontrollers,jobs,cronjobs",
+             "configmaps,horizontalpodautoscalers,replicationcontrollers,jobs,cronjobs,"
+             "controllerrevisions,persistentvolumeclaims",
              help="resources whose ownerReferences the garbage collector follows")
     add_flag(p, "--horizontal-pod-autoscaler-sync-period", default="15s", type=duration,
              help="how often each HPA is synced (a duration: 15s, 1m; or seconds)")

@@ -29,7 +29,7 @@ from .storage import (
     PersistentVolumeStrategy,
     StorageClassStrategy,
 )
-from .workloads import DeploymentStrategy, ReplicaSetStrategy
+from .workloads import ControllerRevisionStrategy, DeploymentStrategy, ReplicaSetStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "Namespace": NamespaceStrategy,
@@ -43,6 +43,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
     "ReplicationController": ReplicationControllerStrategy,
+    "ControllerRevision": ControllerRevisionStrategy,
     "Job": JobStrategy,
     "CronJob": CronJobStrategy,
     "Lease": LeaseStrategy,

@@ -4,7 +4,7 @@ may not change, and the rollout defaults of a Deployment."""
 from __future__ import annotations
 
 from .. import defaults
-from ..validation import Problems, check_workload
+from ..validation import Problems, check_range, check_workload
 from .base import Obj, Strategy, immutable
 
 
@@ -43,3 +43,19 @@ class DeploymentStrategy(ReplicaSetStrategy):
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault("progressDeadlineSeconds", 600)
         super().defaults(obj)
+
+
+class ControllerRevisionStrategy(Strategy):
+    """apps/v1 ControllerRevision: an immutable snapshot (`data`) of a DaemonSet's or a
+    StatefulSet's template at one `revision`; only the revision number and metadata may
+    change (a controller renumbers a revision it rolls back to), as in Kubernetes."""
+
+    tracks_generation = False
+
+    def check(self, problems: Problems, obj: Obj) -> None:
+        if obj.get("revision") is None:
+            problems.add("revision", "Required value")
+        check_range(problems, "revision", obj.get("revision"), 0)
+
+    def check_immutable(self, old: Obj, new: Obj, problems: Problems) -> None:
+        immutable(problems, "data", old.get("data"), new.get("data"))
