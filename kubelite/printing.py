@@ -576,7 +576,8 @@ def _revision_controller(obj: Obj, now: datetime) -> str:
         if ref.get("controller"):
             group = str(ref.get("apiVersion", "")).rpartition("/")[0]
             kind = str(ref.get("kind", "")).lower()
-            return f"{kind}.{group}/{ref.get('name', '')}" if group else f"{kind}/{ref.get('name', '')}"
+            return f"{kind}.{group}/{ref.get('name', '')}" if group else (
+                f"{kind}/{ref.get('name', '')}")
     return "<none>"
 
 
