@@ -163,6 +163,9 @@ def manifest(kind: str, name: str) -> dict[str, Any]:
     elif kind == "StorageClass":
         obj.update(provisioner="kubelite.io/local-path", reclaimPolicy="Delete",
                    volumeBindingMode="WaitForFirstConsumer")
+    elif kind == "ControllerRevision":
+        obj["metadata"]["labels"] = {"app": "web", "controller-revision-hash": "5d9c7b"}
+        obj.update(revision=3, data={"spec": {"template": _template()}})
     return obj
 
 

@@ -60,7 +60,8 @@ def test_update_keeps_the_stored_status_and_status_update_keeps_the_spec() -> No
 
 
 def test_data_kinds_have_no_generation() -> None:
-    """ConfigMap, Secret, Event and Endpoints have no spec, so no metadata.generation."""
+    """ConfigMap, Secret, Event, Endpoints, ControllerRevision and StorageClass have no spec,
+    so no metadata.generation."""
     built = _built()
     assert [k for k, s in built.items() if not s.tracks_generation] == [
-        "Endpoints", "Event", "ConfigMap", "Secret", "StorageClass"]
+        "Endpoints", "Event", "ConfigMap", "Secret", "ControllerRevision", "StorageClass"]

@@ -46,6 +46,8 @@ def test_every_kind_validates_a_minimal_object(info) -> None:
         obj["involvedObject"] = {"kind": "Pod", "name": "p"}
     elif info.kind == "StorageClass":
         obj["provisioner"] = "kubelite.io/local-path"
+    elif info.kind == "ControllerRevision":
+        obj.update(revision=1, data={})
     validate_schema(info, obj, VERSION)
 
 
