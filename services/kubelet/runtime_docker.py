@@ -731,7 +731,9 @@ class DockerRuntime:
             data = await self._call(self.api.inspect_container, container_id)
         finally:
             self._starting.discard(container_id)
-        return container_from_inspect(data)
+        # A container that exits at once (echo to its message file; exit 2) is already
+        # exited here: its status carries the termination message from the first report.
+        return await self._with_message(container_from_inspect(data))
 
     async def stop_container(self, container_id: str, *, grace: float) -> None:
         data = await self._inspect(container_id)
