@@ -487,7 +487,8 @@ def test_bad_rollout_command_lines_fail_with_one_line(
                                                    "required: SUBCOMMAND")
     assert main.main(["rollout", "status", "rs/web"]) == 1
     assert capsys.readouterr().err == (
-        "error: rollout status is only implemented for deployments, not replicasets.apps\n")
+        "error: rollout status is only implemented for deployments, daemonsets and "
+        "statefulsets, not replicasets.apps\n")
 
 
 def test_logs_errors_read_as_bad_requests() -> None:

@@ -212,12 +212,13 @@ def add_workload_commands(commands: argparse._SubParsersAction,
     p.add_argument("--resource-version", default="",
                    help="only scale when the object is at this resourceVersion")
 
-    rollout_parser = commands.add_parser("rollout", parents=common,
-                                         help="manage the rollout of a deployment")
+    rollout_parser = commands.add_parser(
+        "rollout", parents=common,
+        help="manage the rollout of a deployment, daemonset or statefulset")
     steps = rollout_parser.add_subparsers(dest="rollout_command", metavar="SUBCOMMAND",
                                           parser_class=CommandParser, required=True)
-    target_help = "deployment/NAME or deployment NAME"
-    target_metavar = "deployment/NAME"
+    target_help = "KIND/NAME or KIND NAME (deployment, daemonset or statefulset)"
+    target_metavar = "KIND/NAME"
     p = steps.add_parser("status", parents=common, help="wait for the rollout to finish")
     p.add_argument("targets", nargs="+", metavar=target_metavar, help=target_help)
     # `-w` takes no value, so that `status -w deploy/web` parses; `--watch=false` does.

@@ -1,4 +1,4 @@
-"""`kubelite rollout status|history|undo|restart|pause|resume deployment/NAME`.
+"""`kubelite rollout status|history|undo|restart|pause|resume TYPE/NAME`.
 
 - status watches the Deployment and prints kubectl's progress messages until
   the rollout completes (exit 0), its progress deadline is exceeded, the
@@ -12,8 +12,10 @@
   the Deployment controller replaces every pod; pause and resume set
   spec.paused.
 
-The messages are kubectl's; the only kind served is the Deployment (kubelite
-has no DaemonSet or StatefulSet).
+status, history and undo also take a DaemonSet or a StatefulSet, whose
+history is its ControllerRevisions (revisionutil.py); restart sets the same
+annotation on them. pause and resume are for Deployments only, as in kubectl.
+The messages are kubectl's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubelite.cli import deployutil
+from kubelite.cli import deployutil, revisionutil
 from kubelite.cli.deployutil import RolloutError
 from kubelite.cli.reporting import CliError
 from kubelite.cli.session import Session
@@ -51,9 +53,33 @@ def deployment_target(args: Sequence[str], subcommand: str) -> Target:
     return target
 
 
+def workload_target(args: Sequence[str], subcommand: str) -> Target:
+    """A Deployment, DaemonSet or StatefulSet: the kinds with a rollout history."""
+    target = parse_target(args, verb=f"rollout {subcommand}",
+                          usage=f"kubelite rollout {subcommand} TYPE/NAME "
+                                f"(deployment, daemonset or statefulset)")
+    if target.info.kind not in ("Deployment", *revisionutil.HISTORY_KINDS):
+        raise CliError(f"rollout {subcommand} is only implemented for deployments, "
+                       f"daemonsets and statefulsets, not {target.info.qualified_plural}")
+    return target
+
+
 async def get_deployment(session: Session, target: Target) -> Obj:
-    return await session.client.get("deployments", target.name,
+    return await session.client.get(target.info.plural, target.name,
                                     namespace=session.effective_namespace)
+
+
+async def revisions_of(session: Session, owner: Obj) -> list[Obj]:
+    """A DaemonSet's or StatefulSet's ControllerRevisions, oldest first."""
+    selector = (owner.get("spec") or {}).get("selector")
+    try:
+        label_selector = selector_string(selector, what=f"the {owner.get('kind', '').lower()}")
+    except CliError:
+        label_selector = ""
+    listed = await session.client.list("controllerrevisions",
+                                       namespace=session.effective_namespace,
+                                       label_selector=label_selector)
+    return revisionutil.owned_revisions(owner, listed.items)
 
 
 async def replicasets_of(session: Session, deployment: Obj) -> list[Obj]:
@@ -79,8 +105,11 @@ class StatusPrinter:
         self.want_revision = want_revision
         self.last = ""
 
-    def show(self, deployment: Obj) -> bool:
-        message, done = deployutil.rollout_status(deployment, self.want_revision)
+    def show(self, obj: Obj) -> bool:
+        if obj.get("kind") in revisionutil.HISTORY_KINDS:
+            message, done = revisionutil.rollout_status(obj)
+        else:
+            message, done = deployutil.rollout_status(obj, self.want_revision)
         if message != self.last:
             self.session.print(message)
             self.last = message
@@ -95,14 +124,15 @@ async def follow_status(session: Session, target: Target, first: Obj,
     while True:
         try:
             async for event in session.client.watch(
-                    "deployments", namespace=namespace,
+                    target.info.plural, namespace=namespace,
                     field_selector=f"metadata.name={target.name}",
                     resource_version=revision):
                 revision = event.resource_version or revision
                 if event.type == "BOOKMARK":
                     continue
                 if event.type == "DELETED":
-                    raise RolloutError(f'deployment "{target.name}" has been deleted')
+                    raise RolloutError(f'{target.info.kind.lower()} "{target.name}" has been '
+                                       f"deleted")
                 if printer.show(event.object):
                     return
             await asyncio.sleep(RESTART_POLL_SECONDS)  # the stream ended: watch again
@@ -115,7 +145,7 @@ async def follow_status(session: Session, target: Target, first: Obj,
 
 
 async def status(session: Session, args: Sequence[str], options: StatusOptions) -> int:
-    target = deployment_target(args, "status")
+    target = workload_target(args, "status")
     deployment = await get_deployment(session, target)
     printer = StatusPrinter(session, options.revision)
     if printer.show(deployment) or not options.watch:
@@ -134,8 +164,18 @@ async def status(session: Session, args: Sequence[str], options: StatusOptions) 
 # --- history --------------------------------------------------------------------------
 
 async def history(session: Session, args: Sequence[str], revision: int = 0) -> int:
-    target = deployment_target(args, "history")
+    target = workload_target(args, "history")
     deployment = await get_deployment(session, target)
+    if target.info.kind in revisionutil.HISTORY_KINDS:
+        revisions = await revisions_of(session, deployment)
+        if revision > 0:
+            details = revisionutil.revision_details(revisions, revision)
+            session.print(f"{target.display} with revision #{revision}")
+            session.print(details)
+        else:
+            session.print(target.display)
+            session.print(revisionutil.history_table(revisions))
+        return 0
     replicasets = await replicasets_of(session, deployment)
     if revision > 0:
         details = deployutil.revision_details(replicasets, revision)
@@ -150,10 +190,12 @@ async def history(session: Session, args: Sequence[str], revision: int = 0) -> i
 # --- undo ------------------------------------------------------------------------------
 
 async def undo(session: Session, args: Sequence[str], to_revision: int = 0) -> int:
-    target = deployment_target(args, "undo")
+    target = workload_target(args, "undo")
     if to_revision < 0:
         raise CliError(f"unable to find specified revision {to_revision} in history")
     deployment = await get_deployment(session, target)
+    if target.info.kind in revisionutil.HISTORY_KINDS:
+        return await undo_revision(session, target, deployment, to_revision)
     check_not_paused(deployment, target)
     source = deployutil.rollback_source(await replicasets_of(session, deployment), to_revision)
     skipped = False
@@ -178,6 +220,29 @@ async def undo(session: Session, args: Sequence[str], to_revision: int = 0) -> i
     return 0
 
 
+async def undo_revision(session: Session, target: Target, owner: Obj, to_revision: int) -> int:
+    """A DaemonSet or StatefulSet back to one of its ControllerRevisions' templates."""
+    revisions = await revisions_of(session, owner)
+    source = revisionutil.rollback_source(revisions, to_revision, target.display)
+    skipped = False
+
+    def change(live: Obj) -> Obj | None:
+        nonlocal skipped
+        if (live.get("metadata") or {}).get("uid") != owner["metadata"].get("uid"):
+            raise CliError(f"{target.display} was replaced while rolling back; try again")
+        updated = revisionutil.rolled_back(live, source)
+        skipped = updated is None
+        return updated
+
+    await update_object(session, target.info, session.effective_namespace, target.name, change)
+    if skipped:
+        session.print(f"{target.display} skipped rollback (current template already "
+                      f"matches revision {source.get('revision')})")
+    else:
+        session.print(f"{target.display} rolled back")
+    return 0
+
+
 def check_not_paused(deployment: Obj, target: Target) -> None:
     if (deployment.get("spec") or {}).get("paused"):
         raise CliError(f"you cannot rollback a paused deployment; resume it first with "
@@ -192,14 +257,14 @@ def restarted_at() -> str:
 
 
 async def restart(session: Session, args: Sequence[str]) -> int:
-    target = deployment_target(args, "restart")
+    target = workload_target(args, "restart")
     deployment = await get_deployment(session, target)
     if (deployment.get("spec") or {}).get("paused"):
         raise CliError(f'{target.info.qualified_plural} "{target.name}" can\'t restart '
                        f"paused deployment (run rollout resume first)")
     patch = {"spec": {"template": {"metadata": {"annotations": {
         deployutil.RESTARTED_AT_ANNOTATION: restarted_at()}}}}}
-    await session.client.patch("deployments", target.name, patch,
+    await session.client.patch(target.info.plural, target.name, patch,
                                namespace=session.effective_namespace)
     session.print(f"{target.display} restarted")
     return 0
