@@ -137,6 +137,16 @@ def manifest(kind: str, name: str) -> dict[str, Any]:
                          "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
     elif kind == "Namespace":
         obj["metadata"] = {"name": name}
+    elif kind == "StatefulSet":
+        template = _template()
+        template["spec"].pop("activeDeadlineSeconds", None)  # forbidden in a StatefulSet
+        obj["spec"] = {"replicas": 3, "serviceName": "web", "podManagementPolicy": "Parallel",
+                       "selector": {"matchLabels": {"app": "web"}}, "template": template,
+                       "updateStrategy": {"type": "RollingUpdate",
+                                          "rollingUpdate": {"partition": 1}},
+                       "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                           "accessModes": ["ReadWriteOnce"],
+                           "resources": {"requests": {"storage": "1Gi"}}}}]}
     elif kind == "ReplicationController":
         obj["spec"] = {"replicas": 2, "selector": {"app": "web"}, "template": _template()}
     elif kind in ("Job", "CronJob"):

@@ -25,7 +25,7 @@ VERSION = resolve_schema_version("latest")
 def test_every_kind_validates_a_minimal_object(info) -> None:
     """Each kind's schema, with its references inlined, accepts a minimal object."""
     obj = {"apiVersion": info.api_version, "kind": info.kind, "metadata": {"name": "x"}}
-    if info.kind in ("Deployment", "ReplicaSet"):
+    if info.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         obj["spec"] = {"selector": {"matchLabels": {"a": "b"}},
                        "template": {"metadata": {"labels": {"a": "b"}},
                                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}

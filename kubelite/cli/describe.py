@@ -273,6 +273,31 @@ def describe_replicationcontroller(d: Description, rc: Obj) -> None:
         "matchLabels": spec.get("selector") or {}}}})
 
 
+def describe_statefulset(d: Description, sts: Obj) -> None:
+    """As kubectl's StatefulSetDescriber."""
+    spec, status = _spec(sts), _status(sts)
+    d.add("Selector:", columns.format_selector(spec.get("selector")))
+    d.add("Replicas:", f"{spec.get('replicas', 1)} desired | {status.get('replicas', 0)} total")
+    strategy = spec.get("updateStrategy") or {}
+    d.add("Update Strategy:", strategy.get("type") or "RollingUpdate")
+    rolling = strategy.get("rollingUpdate") or {}
+    if rolling.get("partition") is not None:
+        d.add("  Partition:", rolling["partition"])
+    d.add("Pod Management Policy:", spec.get("podManagementPolicy") or "OrderedReady")
+    d.add("Pods Status:", f"{status.get('readyReplicas', 0)} Ready / "
+                          f"{status.get('availableReplicas', 0)} Available")
+    _template(d, sts)
+    claims = spec.get("volumeClaimTemplates") or []
+    d.add("Volume Claims:", "" if claims else "<none>")
+    for claim in claims:
+        cspec = claim.get("spec") or {}
+        d.add("  Name:", (claim.get("metadata") or {}).get("name", ""))
+        d.add("  StorageClass:", cspec.get("storageClassName") or "")
+        d.add("  Capacity:", ((cspec.get("resources") or {}).get("requests") or {}).get(
+            "storage", ""))
+        d.add("  Access Modes:", ",".join(cspec.get("accessModes") or []))
+
+
 def _unset(value: Any) -> Any:
     return "<unset>" if value is None else value
 
@@ -425,6 +450,7 @@ DESCRIBERS: dict[str, Describer] = {
     "Deployment": describe_deployment,
     "ReplicaSet": describe_replicaset,
     "ReplicationController": describe_replicationcontroller,
+    "StatefulSet": describe_statefulset,
     "Job": describe_job,
     "CronJob": describe_cronjob,
     "Service": describe_service,

@@ -20,8 +20,9 @@ from kubelite.cli.session import Session, resolve_kind
 from kubelite.cli.targets import Target
 from kubelite.errors import ApiError
 
-SCALABLE = ("Deployment", "ReplicaSet")
-USAGE = "kubelite scale (deployment|rs) NAME --replicas N | kubelite scale -f FILE --replicas N"
+SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet", "ReplicationController")
+USAGE = ("kubelite scale (deployment|rs|sts|rc) NAME --replicas N | "
+         "kubelite scale -f FILE --replicas N")
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ def parse_targets(args: Sequence[str]) -> list[Target]:
 
 def check_scalable(target: Target) -> None:
     if target.info.kind not in SCALABLE:
-        raise CliError(f"cannot scale {target.info.qualified_plural}: only deployments and "
-                       f"replicasets can be scaled")
+        raise CliError(f"cannot scale {target.info.qualified_plural}: only deployments, "
+                       f"replicasets, statefulsets and replicationcontrollers can be scaled")
 
 
 def check_options(options: ScaleOptions) -> int:

@@ -30,7 +30,7 @@ KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
                      "nodelifecycle", "tainteviction", "horizontalpodautoscaling",
                      "disruption", "namespace", "eventexpiry", "replicationcontroller", "job",
                      "ttl-after-finished", "cronjob", "persistentvolume-binder",
-                     "local-path-provisioner")
+                     "local-path-provisioner", "statefulset")
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
              help="zones of at most this many nodes stop evicting while unhealthy")
     add_flag(p, "--gc-resources", default="pods,replicasets,deployments,services,endpoints,"
              "configmaps,horizontalpodautoscalers,replicationcontrollers,jobs,cronjobs,"
-             "controllerrevisions,persistentvolumeclaims",
+             "controllerrevisions,persistentvolumeclaims,statefulsets",
              help="resources whose ownerReferences the garbage collector follows")
     add_flag(p, "--horizontal-pod-autoscaler-sync-period", default="15s", type=duration,
              help="how often each HPA is synced (a duration: 15s, 1m; or seconds)")

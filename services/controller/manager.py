@@ -32,6 +32,7 @@ from .nodelifecycle import NodeLifecycleController
 from .provisioner import LocalPathProvisioner
 from .pvbinder import PersistentVolumeBinder
 from .replicaset import ReplicaSetController, ReplicationControllerController
+from .statefulset import StatefulSetController
 from .taintmanager import TaintEvictionController
 from .ttlafterfinished import TTLAfterFinishedController
 from .zones import EvictionRates
@@ -53,6 +54,7 @@ BUILDERS: dict[str, Builder] = {
     "cronjob": lambda client, factory, config: CronJobController(
         client, factory, clock=ScaledClock(config.cronjob_clock_offset,
                                            config.cronjob_clock_rate)),
+    "statefulset": lambda client, factory, config: StatefulSetController(client, factory),
     "endpoint": lambda client, factory, config: EndpointsController(client, factory),
     "garbagecollector": lambda client, factory, config: GarbageCollector(
         client, factory, resources=config.gc_resources),

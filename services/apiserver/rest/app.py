@@ -268,7 +268,7 @@ class RestApi:
         elif t.sub == "status" and t.info.has_status:
             table = {"GET": (self.get, "get"), "PUT": (self.update, "update_status"),
                      "PATCH": (self.patch, "patch_status")}
-        elif t.sub == "scale" and t.info.kind in ("Deployment", "ReplicaSet"):
+        elif t.sub == "scale" and t.info.kind in discovery.SCALABLE:
             table = {"GET": (self.get_scale, "get_scale"), "PUT": (self.put_scale, "scale"),
                      "PATCH": (self.patch_scale, "scale")}
         elif t.sub == "log" and t.info.kind == "Pod":
@@ -535,13 +535,16 @@ class RestApi:
     def _scale_of(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        selector = spec.get("selector")
+        if obj.get("kind") == "ReplicationController":  # a plain label map
+            selector = {"matchLabels": selector or {}}
         return {"kind": "Scale", "apiVersion": "autoscaling/v1",
                 "metadata": {k: meta[k] for k in ("name", "namespace", "uid",
                                                   "resourceVersion", "creationTimestamp")
                              if k in meta},
                 "spec": {"replicas": spec.get("replicas", 1)},
                 "status": {"replicas": status.get("replicas", 0),
-                           "selector": _selector_string(spec.get("selector"))}}
+                           "selector": _selector_string(selector)}}
 
     async def get_scale(self, request: web.Request, t: Target) -> web.StreamResponse:
         obj = json.loads(await self.registry.get(t.info, t.namespace, t.name))

@@ -15,7 +15,10 @@ from kubelite.resources import RESOURCES, ResourceInfo
 METRICS_GROUP = "metrics.k8s.io"
 METRICS_VERSION = "v1beta1"
 
-_ALL = {"Pod", "Service", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler"}
+_ALL = {"Pod", "Service", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler",
+        "ReplicationController", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+#: The kinds with a scale subresource.
+SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet", "ReplicationController")
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -42,7 +45,7 @@ def _subresources(info: ResourceInfo) -> list[dict[str, Any]]:
     out = []
     if info.has_status:
         out.append(sub("status", info.kind, ["get", "patch", "update"]))
-    if info.kind in ("Deployment", "ReplicaSet"):
+    if info.kind in SCALABLE:
         out.append(sub("scale", "Scale", ["get", "patch", "update"], group="autoscaling",
                        version="v1"))
     if info.kind == "Pod":

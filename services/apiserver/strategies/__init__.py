@@ -24,6 +24,7 @@ from .replicationcontroller import ReplicationControllerStrategy
 from .secret import SecretStrategy
 from .service import ServiceStrategy
 from .simple import ConfigMapStrategy, EndpointsStrategy, EventStrategy, LeaseStrategy
+from .statefulset import StatefulSetStrategy
 from .storage import (
     PersistentVolumeClaimStrategy,
     PersistentVolumeStrategy,
@@ -43,6 +44,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
     "ReplicationController": ReplicationControllerStrategy,
+    "StatefulSet": StatefulSetStrategy,
     "ControllerRevision": ControllerRevisionStrategy,
     "Job": JobStrategy,
     "CronJob": CronJobStrategy,
