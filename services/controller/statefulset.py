@@ -190,18 +190,20 @@ def _plain_ref(owner: Obj, kind: str, api_version: str) -> Obj:
 
 def claim_owner_refs(sts: Obj, pod: Obj | None, claim: Obj, condemned: bool) -> list[Obj]:
     """The ownerReferences a claim should have under the set's retention policy (Kubernetes'
-    updateClaimOwnerRefForSetAndPod): the set's when whenDeleted is Delete, its pod's when
-    the pod is condemned and whenScaled is Delete; references to others are kept."""
+    updateClaimOwnerRefForSetAndPod): its pod's alone when the pod is condemned and
+    whenScaled is Delete, else the set's when whenDeleted is Delete; references to others
+    are kept."""
     policy = (sts.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
     set_uid = sts["metadata"]["uid"]
     pod_uid = (pod or {}).get("metadata", {}).get("uid")
     refs = [r for r in owner_references(claim)
             if r.get("uid") != set_uid and not (r.get("kind") == "Pod" and r.get("name") == (
                 (pod or {}).get("metadata", {}).get("name")))]
-    if policy.get("whenDeleted") == "Delete":
-        refs.append(_plain_ref(sts, "StatefulSet", "apps/v1"))
-    if condemned and pod_uid and policy.get("whenScaled") == "Delete":
+    scaled_away = condemned and bool(pod_uid) and policy.get("whenScaled") == "Delete"
+    if scaled_away:
         refs.append(_plain_ref(pod, "Pod", "v1"))  # type: ignore[arg-type]
+    elif policy.get("whenDeleted") == "Delete":
+        refs.append(_plain_ref(sts, "StatefulSet", "apps/v1"))
     return refs
 
 
@@ -540,16 +542,30 @@ class StatefulSetController(Controller[str]):
                 raise ConflictError(f"pvc {name} is being deleted")
             if not pod.get("metadata", {}).get("uid") and condemned:
                 continue
-            wanted = claim_owner_refs(sts, pod if pod["metadata"].get("uid") else None,
-                                      claim, condemned)
-            if wanted != owner_references(claim):
-                try:
-                    await self.client.patch("persistentvolumeclaims", name, {"metadata": {
-                        "ownerReferences": wanted or None,
-                        "resourceVersion": claim["metadata"]["resourceVersion"]}},
-                        namespace=namespace)
-                except (NotFoundError, ConflictError):
-                    continue  # the next sync sees the new claim
+            await self._set_claim_owners(sts, pod, claim, condemned)
+
+    async def _set_claim_owners(self, sts: Obj, pod: Obj, claim: Obj, condemned: bool) -> None:
+        """The claim's ownerReferences as the retention policy wants them, before its pod
+        may go (a condemned pod's claim must name the pod first, or it would outlive it)."""
+        owner = pod if pod["metadata"].get("uid") else None
+        meta = claim["metadata"]
+        for attempt in range(3):
+            wanted = claim_owner_refs(sts, owner, claim, condemned)
+            if wanted == owner_references(claim):
+                return
+            try:
+                await self.client.patch("persistentvolumeclaims", meta["name"], {"metadata": {
+                    "ownerReferences": wanted or None,
+                    "resourceVersion": claim["metadata"]["resourceVersion"]}},
+                    namespace=meta.get("namespace"))
+                return
+            except NotFoundError:
+                return
+            except ConflictError:
+                if attempt == 2:
+                    raise
+                claim = await self.client.get("persistentvolumeclaims", meta["name"],
+                                              namespace=meta.get("namespace"))
 
     async def _delete(self, sts: Obj, pod: Obj) -> None:
         meta = pod["metadata"]
