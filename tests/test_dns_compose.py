@@ -107,3 +107,35 @@ def test_a_pod_finds_services_by_name_and_headless_answers_follow_readiness(
     eventually(lambda: headless() == remaining, timeout=2, interval=0.1,
                what="db-1 leaving the headless answer")
     assert time.monotonic() - unready_at < 2.0
+
+
+def test_statefulset_pods_have_stable_names_through_the_governing_service(
+        cluster: ComposeCluster) -> None:
+    """A StatefulSet's pods are `<pod>.<serviceName>` from any pod of the namespace, with
+    the pod's own libc resolver and search path (the docker runtime). Not `web`: the
+    test above left a bare pod named web-0."""
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nginx"},
+         "spec": {"clusterIP": "None", "selector": {"app": "nginx"},
+                  "ports": [{"name": "web", "port": 8080}]}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "www"},
+         "spec": {"serviceName": "nginx", "replicas": 2,
+                  "selector": {"matchLabels": {"app": "nginx"}},
+                  "template": {"metadata": {"labels": {"app": "nginx"}}, "spec": {
+                      "containers": [{"name": "c", "image": DEMO_IMAGE,
+                                      "imagePullPolicy": "IfNotPresent"}]}}}},
+        pod("sts-client", {}, command=["sleep", "3600"]))
+    eventually(lambda: all(is_ready(cluster.pod(n)) for n in ("www-0", "www-1"))
+               and cluster.pod("sts-client").get("status", {}).get("phase") == "Running",
+               timeout=90, what="www-0, www-1 and the client running")
+    client = container_of(cluster, "sts-client")
+    for name in ("www-0", "www-1"):
+        want = cluster.pod(name)["status"]["podIP"]
+
+        def answer(name: str = name) -> str:
+            code, out = in_pod(client, "getent", "hosts", f"{name}.nginx")
+            return out.split()[0] if code == 0 and out.split() else ""
+        eventually(lambda w=want, a=answer: a() == w, timeout=30,
+                   what=f"{name}.nginx resolving to {want}")
+        code, out = in_pod(client, "getent", "hosts", f"{name}.nginx.default.svc.cluster.local")
+        assert code == 0 and out.split()[0] == want, out
