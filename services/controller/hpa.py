@@ -73,7 +73,8 @@ SCALING_ACTIVE = "ScalingActive"
 SCALING_LIMITED = "ScalingLimited"
 
 #: The scale targets this controller can read and write: kind -> (apiVersion group, plural).
-SCALABLE = {"Deployment": "deployments", "ReplicaSet": "replicasets"}
+SCALABLE = {"Deployment": "deployments", "ReplicaSet": "replicasets",
+            "StatefulSet": "statefulsets"}
 
 
 class MetricError(Exception):
@@ -759,7 +760,7 @@ class HorizontalPodAutoscalerController(Controller[str]):
         if plural is None or not str(ref.get("apiVersion") or "apps/v1").startswith("apps/"):
             raise MetricError("FailedGetScale", f'no scale subresource for kind "{kind}" in '
                               f'version "{ref.get("apiVersion")}" (this controller scales '
-                              "Deployments and ReplicaSets)")
+                              "Deployments, ReplicaSets and StatefulSets)")
         return await self.client.get(plural, name, namespace=namespace), plural
 
     async def _replicas_for_metrics(self, hpa: Obj, target: Obj, current: int,
