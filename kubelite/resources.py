@@ -58,6 +58,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("Deployment", "deployments", "deployment", "apps", "v1", True, ("deploy",)),
     ResourceInfo("ReplicationController", "replicationcontrollers", "replicationcontroller", "",
                  "v1", True, ("rc",)),
+    ResourceInfo("DaemonSet", "daemonsets", "daemonset", "apps", "v1", True, ("ds",)),
     ResourceInfo("ControllerRevision", "controllerrevisions", "controllerrevision", "apps", "v1",
                  True, (), False),
     ResourceInfo("Job", "jobs", "job", "batch", "v1", True),

@@ -15,7 +15,7 @@ from kubelite.resources import RESOURCES, ResourceInfo
 METRICS_GROUP = "metrics.k8s.io"
 METRICS_VERSION = "v1beta1"
 
-_ALL = {"Pod", "Service", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler"}
+_ALL = {"Pod", "Service", "DaemonSet", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler"}
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 

@@ -18,6 +18,7 @@ from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import Dependencies, Strategy
 from .batch import CronJobStrategy, JobStrategy
 from .cluster import NamespaceStrategy, NodeStrategy
+from .daemonset import DaemonSetStrategy
 from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
 from .replicationcontroller import ReplicationControllerStrategy
@@ -43,6 +44,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
     "ReplicationController": ReplicationControllerStrategy,
+    "DaemonSet": DaemonSetStrategy,
     "ControllerRevision": ControllerRevisionStrategy,
     "Job": JobStrategy,
     "CronJob": CronJobStrategy,
