@@ -57,7 +57,7 @@ ORPHAN_FINALIZER = "orphan"
 FOREGROUND_FINALIZER = "foregroundDeletion"
 DEFAULT_RESOURCES = ("pods", "replicasets", "deployments", "services", "endpoints",
                      "configmaps", "horizontalpodautoscalers", "replicationcontrollers", "jobs",
-                     "cronjobs", "controllerrevisions", "persistentvolumeclaims")
+                     "cronjobs", "controllerrevisions", "persistentvolumeclaims", "daemonsets")
 _ABSENT_CACHE_SIZE = 4096
 _WRITE_ATTEMPTS = 3
 

@@ -29,6 +29,10 @@ from ..validation import (
 from .base import Obj, Strategy, immutable
 
 UPDATE_TYPES = ("RollingUpdate", "OnDelete")
+# apps/v1 keeps the internal spec.templateGeneration in this annotation: 1 on create,
+# one more each time an update changes the template. Pods carry it as the
+# pod-template-generation label.
+TEMPLATE_GENERATION_ANNOTATION = "deprecated.daemonset.template.generation"
 _STATUS_COUNTS = ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled",
                   "numberReady", "observedGeneration", "updatedNumberScheduled",
                   "numberAvailable", "numberUnavailable", "collisionCount")
@@ -36,6 +40,23 @@ _STATUS_COUNTS = ("currentNumberScheduled", "numberMisscheduled", "desiredNumber
 
 def _dict(value: Any) -> Obj:
     return value if isinstance(value, dict) else {}
+
+
+def template_generation(obj: Obj) -> int | None:
+    """The template generation an object's annotation holds, if it is a positive number."""
+    value = (_dict(_dict(obj.get("metadata")).get("annotations"))).get(
+        TEMPLATE_GENERATION_ANNOTATION)
+    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    return None
+
+
+def _set_template_generation(obj: Obj, generation: int) -> None:
+    meta = obj.setdefault("metadata", {})
+    annotations = meta.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = meta["annotations"] = {}
+    annotations[TEMPLATE_GENERATION_ANNOTATION] = str(generation)
 
 
 def daemonset_defaults(spec: Obj) -> None:
@@ -82,6 +103,17 @@ class DaemonSetStrategy(Strategy):
     # The status fields apps/v1 requires, as an empty DaemonSetStatus serializes.
     initial_status = {"currentNumberScheduled": 0, "numberMisscheduled": 0,
                       "desiredNumberScheduled": 0, "numberReady": 0}
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        _set_template_generation(obj, template_generation(obj) or 1)
+
+    def prepare_for_update(self, old: Obj, new: Obj) -> None:
+        super().prepare_for_update(old, new)
+        generation = template_generation(old) or 1
+        if _dict(old.get("spec")).get("template") != _dict(new.get("spec")).get("template"):
+            generation += 1
+        _set_template_generation(new, generation)
 
     def defaults(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
