@@ -52,7 +52,9 @@ def template_generation(obj: Obj) -> int | None:
 
 
 def _set_template_generation(obj: Obj, generation: int) -> None:
-    meta = obj.setdefault("metadata", {})
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return  # the schema check refuses it
     annotations = meta.get("annotations")
     if not isinstance(annotations, dict):
         annotations = meta["annotations"] = {}
