@@ -4,8 +4,12 @@ arithmetic). The cluster-level behaviour is in tests/test_daemonset.py."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,7 +18,12 @@ from kubelite.client import Client
 from kubelite.errors import InvalidError
 from kubelite.printing import table_cell
 from kubelite.resources import lookup
+from kubelite.testing import eventually
 from services.controller import daemonset as dsc
+from services.controller import history
+from services.controller.informers import InformerFactory
+
+Obj = dict[str, Any]
 
 
 def ds(name: str = "agent", **spec) -> dict:
@@ -391,3 +400,130 @@ def test_failed_pod_backoff_doubles_to_the_cap_and_starts_over() -> None:
     assert backoff.remaining("k") is None
     clock[0] = 20.0  # quiet for more than twice the cap
     assert backoff.next("k") == 1.0
+
+
+def test_surge_moves_pods_off_nodes_only_while_enough_serve() -> None:
+    """With maxSurge, an old pod on a node that should no longer run one goes only when
+    the other nodes' available pods cover every node that should."""
+    obj = rolling(0, 1)
+    obj["spec"]["template"]["spec"]["nodeSelector"] = {"role": "edge"}
+    nodes = {"n0": node("n0", {"role": "edge"}), "n1": node("n1", {"role": "edge"}),
+             "n2": node("n2")}
+    leaving = pod("p2", "n2", hash_="old")
+    both = {"n0": [pod("p0", "n0")], "n1": [pod("p1", "n1")], "n2": [leaving]}
+    delete, create = dsc.rolling_update_plan(obj, nodes, both, "new", None, NOW)
+    assert delete == [leaving] and create == []
+    short = {"n0": [pod("p0", "n0")], "n1": [pod("p1", "n1", ready_since=None)],
+             "n2": [leaving]}
+    assert dsc.rolling_update_plan(obj, nodes, short, "new", None, NOW) == ([], [])
+
+
+# -- the controller, synced by hand against a real apiserver ------------------------------------
+
+
+class Harness:
+    """A DaemonSetController on real informers (no scheduler, no kubelet), synced by hand."""
+
+    def __init__(self, client: Client, ns: str) -> None:
+        self.client, self.ns = client, ns
+        self.factory = InformerFactory(client)
+        self.controller = dsc.DaemonSetController(client, self.factory, backoff_base=30.0)
+
+    async def settle(self) -> None:
+        c = self.controller
+
+        async def caught_up() -> bool:
+            for resource, informer, namespace in (
+                    ("pods", c.pod_informer, self.ns), ("daemonsets", c.ds_informer, self.ns),
+                    ("controllerrevisions", c.history_informer, self.ns),
+                    ("nodes", c.node_informer, None)):
+                listed = (await self.client.list(resource, namespace=namespace)).items
+                have = informer.list() if namespace is None else informer.by_index(
+                    "namespace", self.ns)
+                if ({(o["metadata"]["name"], o["metadata"]["resourceVersion"]) for o in listed}
+                        != {(o["metadata"]["name"], o["metadata"]["resourceVersion"])
+                            for o in have}):
+                    return False
+            return True
+        await eventually(caught_up, timeout=10, interval=0.02)
+
+    async def sync(self, name: str) -> Obj:
+        await self.settle()
+        await self.controller.sync(f"{self.ns}/{name}")
+        await self.settle()
+        return await self.client.get("daemonsets", name, namespace=self.ns)
+
+    async def pods(self) -> list[Obj]:
+        return (await self.client.list("pods", namespace=self.ns)).items
+
+
+@pytest.fixture
+async def harness(client: Client, namespace: str) -> AsyncIterator[Harness]:
+    h = Harness(client, namespace)
+    h.factory.start()
+    await asyncio.gather(*(i.wait_synced() for i in h.controller.informers))
+    yield h
+    h.controller.shut_down()
+    await h.factory.stop()
+    await h.controller.recorder.stop()
+
+
+async def test_controller_collisions_lost_nodes_and_failed_pods(harness: Harness,
+                                                                namespace: str) -> None:
+    client, tag = harness.client, uuid.uuid4().hex[:8]
+    names = [f"h-{tag}-{i}" for i in range(2)]
+    for name in names:
+        await client.create("nodes", {"metadata": {"name": name, "labels": {"ds-h": tag}}})
+    try:
+        obj = ds("hx")
+        obj["spec"]["template"]["spec"]["nodeSelector"] = {"ds-h": tag}
+        created = await client.create("daemonsets", obj, namespace=namespace)
+        # Someone else's revision already holds the name the template hashes to.
+        data = history.revision_data(created["spec"]["template"])
+        taken = history.revision_name("hx", history.hash_revision(data))
+        await client.create("controllerrevisions", {
+            "apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": taken, "labels": {"other": "yes"}},
+            "data": {"spec": {"template": {"$patch": "replace"}}}, "revision": 1},
+            namespace=namespace)
+        synced = await harness.sync("hx")
+        assert synced["status"]["collisionCount"] == 1
+        revisions = [r for r in (await client.list("controllerrevisions",
+                                                   namespace=namespace)).items
+                     if r["metadata"]["name"] != taken]
+        assert len(revisions) == 1 and revisions[0]["data"] == data
+        hash_ = revisions[0]["metadata"]["labels"]["controller-revision-hash"]
+        assert revisions[0]["metadata"]["name"] == f"hx-{hash_}"
+        pods = await harness.pods()
+        assert sorted(dsc.target_node_name(p) for p in pods) == names
+        assert {p["metadata"]["labels"]["controller-revision-hash"] for p in pods} == {hash_}
+        synced = await harness.sync("hx")
+        status = synced["status"]
+        assert (status["desiredNumberScheduled"], status["currentNumberScheduled"],
+                status["numberReady"], status["numberUnavailable"]) == (2, 2, 0, 2)
+        assert status["observedGeneration"] == 1
+
+        # A node that is deleted takes its pod with it.
+        await client.delete("nodes", names[1])
+        await harness.sync("hx")
+        assert [dsc.target_node_name(p) for p in await harness.pods()] == [names[0]]
+
+        # A failed pod is deleted and replaced; the next failure there waits out the backoff.
+        first = (await harness.pods())[0]
+        await client.update_status("pods", {**first, "status": {"phase": "Failed"}})
+        await harness.sync("hx")
+        assert await harness.pods() == []
+        await harness.sync("hx")
+        second = await harness.pods()
+        assert len(second) == 1 and second[0]["metadata"]["uid"] != first["metadata"]["uid"]
+        await client.update_status("pods", {**second[0], "status": {"phase": "Failed"}})
+        synced = await harness.sync("hx")
+        assert [p["metadata"]["uid"] for p in await harness.pods()] == [
+            second[0]["metadata"]["uid"]]  # kept: 30 s of backoff left
+        assert synced["status"]["currentNumberScheduled"] == 1
+    finally:
+        for name in names:
+            try:
+                await client.delete("nodes", name)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
