@@ -91,12 +91,14 @@ def rolled_out(want: int, generation: int = 1):
         return (s.get("observedGeneration") == ds["metadata"]["generation"] >= generation
                 and s.get("desiredNumberScheduled") == want
                 and s.get("updatedNumberScheduled") == want
-                and s.get("numberAvailable") == want and s.get("currentNumberScheduled") == want)
+                and s.get("numberAvailable") == want and s.get("currentNumberScheduled") == want
+                and s.get("numberMisscheduled") == 0)
     return check
 
 
 async def settled(api: Client, ns: str, name: str, want: int, generation: int = 1) -> Obj:
-    """Waits for the rollout to finish and for exactly one live pod per desired node."""
+    """Waits for the rollout to finish (no pod left where none should run) and for exactly
+    one live pod per desired node."""
     ds = await wait_for(api, "daemonsets", name, rolled_out(want, generation), namespace=ns,
                         timeout=40)
     await wait_for_list(api, "pods", lambda ps: len(ps) == want and all(
