@@ -255,6 +255,8 @@ async def test_one_pod_per_node_placed_by_the_scheduler(api: Client, ns: str,
                               "NODE", "SELECTOR", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
     assert row.split()[:7] == ["agent", "3", "3", "3", "3", "3", "<none>"]
     assert row.split()[-3:] == ["main", "agent:1", "app=agent"]
+    code, out, err = await cli(cluster, "get", "all", "-n", ns)
+    assert code == 0 and "daemonset.apps/agent" in out, (out, err)
 
     # drain: DaemonSet pods are refused without --ignore-daemonsets, and left in place with it.
     mine = next(p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == "node-2")
