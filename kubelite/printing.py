@@ -234,6 +234,11 @@ def _workload_selector(obj: Obj, now: datetime) -> str:
     return format_selector(_spec(obj).get("selector"))
 
 
+def _ds_node_selector(obj: Obj, now: datetime) -> str:
+    node_selector = ((_spec(obj).get("template") or {}).get("spec") or {}).get("nodeSelector")
+    return format_labels(node_selector if isinstance(node_selector, dict) else None)
+
+
 def _deploy_ready(obj: Obj, now: datetime) -> str:
     return f"{_num(_status(obj).get('readyReplicas'))}/{_num(_spec(obj).get('replicas'))}"
 
@@ -606,6 +611,15 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
                    Column("CONTAINERS", _container_names, True),
                    Column("IMAGES", _container_images, True),
                    Column("SELECTOR", _workload_selector, True)),
+    "DaemonSet": (NAME, Column("DESIRED", _status_count("desiredNumberScheduled")),
+                  Column("CURRENT", _status_count("currentNumberScheduled")),
+                  Column("READY", _status_count("numberReady")),
+                  Column("UP-TO-DATE", _status_count("updatedNumberScheduled")),
+                  Column("AVAILABLE", _status_count("numberAvailable")),
+                  Column("NODE SELECTOR", _ds_node_selector), AGE,
+                  Column("CONTAINERS", _container_names, True),
+                  Column("IMAGES", _container_images, True),
+                  Column("SELECTOR", _workload_selector, True)),
     "ReplicationController": (NAME, Column("DESIRED", _spec_count("replicas")),
                               Column("CURRENT", _status_count("replicas")),
                               Column("READY", _status_count("readyReplicas")), AGE,

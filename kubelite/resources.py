@@ -59,6 +59,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("ReplicationController", "replicationcontrollers", "replicationcontroller", "",
                  "v1", True, ("rc",)),
     ResourceInfo("StatefulSet", "statefulsets", "statefulset", "apps", "v1", True, ("sts",)),
+    ResourceInfo("DaemonSet", "daemonsets", "daemonset", "apps", "v1", True, ("ds",)),
     ResourceInfo("ControllerRevision", "controllerrevisions", "controllerrevision", "apps", "v1",
                  True, (), False),
     ResourceInfo("Job", "jobs", "job", "batch", "v1", True),

@@ -541,13 +541,13 @@ async def test_one_key_is_never_synced_by_two_workers_at_once():
 
 
 def test_controllers_flag_enables_and_disables_by_name():
-    assert select_controllers("*") == ("replicaset", "deployment", "endpoint",
+    assert select_controllers("*") == ("replicaset", "deployment", "daemonset", "endpoint",
                                        "garbagecollector", "nodelifecycle", "tainteviction",
                                        "horizontalpodautoscaling", "disruption", "namespace",
                                        "eventexpiry", "replicationcontroller", "job",
                                        "ttl-after-finished", "cronjob", "persistentvolume-binder",
-                                       "local-path-provisioner")
-    assert select_controllers("*,-nodelifecycle,-tainteviction,-endpoint,"
+                                       "local-path-provisioner", "statefulset")
+    assert select_controllers("*,-daemonset,-statefulset,-nodelifecycle,-tainteviction,-endpoint,"
                               "-horizontalpodautoscaling,-disruption,-namespace,-eventexpiry,"
                               "-replicationcontroller,-job,-ttl-after-finished,-cronjob,"
                               "-persistentvolume-binder,-local-path-provisioner") == (

@@ -173,6 +173,14 @@ def manifest(kind: str, name: str) -> dict[str, Any]:
     elif kind == "StorageClass":
         obj.update(provisioner="kubelite.io/local-path", reclaimPolicy="Delete",
                    volumeBindingMode="WaitForFirstConsumer")
+    elif kind == "DaemonSet":
+        template = _template()
+        del template["spec"]["activeDeadlineSeconds"]  # forbidden in a DaemonSet's template
+        obj["spec"] = {"selector": selector, "minReadySeconds": 2, "revisionHistoryLimit": 5,
+                       "template": {**template, "metadata": {
+                           "labels": {"app": "web", "tier": "front"}}},
+                       "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {
+                           "maxUnavailable": "10%", "maxSurge": 0}}}
     elif kind == "ControllerRevision":
         obj["metadata"]["labels"] = {"app": "web", "controller-revision-hash": "5d9c7b"}
         obj.update(revision=3, data={"spec": {"template": _template()}})

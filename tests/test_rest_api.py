@@ -79,6 +79,10 @@ async def test_discovery_lists_what_is_served_with_verbs_short_names_and_categor
     _, apps = await rest.call("GET", "/apis/apps/v1")
     scale = next(r for r in apps["resources"] if r["name"] == "deployments/scale")
     assert (scale["group"], scale["version"], scale["kind"]) == ("autoscaling", "v1", "Scale")
+    apps_by_name = {r["name"]: r for r in apps["resources"]}
+    assert apps_by_name["daemonsets"]["shortNames"] == ["ds"]
+    assert apps_by_name["daemonsets"]["categories"] == ["all"]
+    assert "daemonsets/status" in apps_by_name and "daemonsets/scale" not in apps_by_name
     _, batch = await rest.call("GET", "/apis/batch/v1")
     assert {r["name"] for r in batch["resources"]} >= {"jobs", "cronjobs"}
     code, missing = await rest.call("GET", "/apis/networking.k8s.io/v1")
@@ -250,6 +254,21 @@ async def test_tables_have_the_cli_columns_and_wide_ones_at_priority_one(server,
     assert row["cells"][:3] == ["t", "0/1", "Pending"]
     assert row["object"]["kind"] == "PartialObjectMetadata"
     assert row["object"]["metadata"]["name"] == "t"
+    await client.create("daemonsets", {
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+            "metadata": {"labels": {"app": "agent"}},
+            "spec": {"nodeSelector": {"role": "edge"},
+                     "containers": [{"name": "main", "image": "agent:1"}]}}}}, namespace=ns)
+    code, table = await rest.call("GET", f"/apis/apps/v1/namespaces/{ns}/daemonsets",
+                                  headers={"Accept": TABLE})
+    assert code == 200
+    assert [(c["name"], c["priority"]) for c in table["columnDefinitions"]] == [
+        ("NAME", 0), ("DESIRED", 0), ("CURRENT", 0), ("READY", 0), ("UP-TO-DATE", 0),
+        ("AVAILABLE", 0), ("NODE SELECTOR", 0), ("AGE", 0), ("CONTAINERS", 1), ("IMAGES", 1),
+        ("SELECTOR", 1)]
+    cells = table["rows"][0]["cells"]
+    assert cells[:7] == ["agent", "0", "0", "0", "0", "0", "role=edge"]
 
 
 async def read_events(resp: aiohttp.ClientResponse, count: int) -> list[dict]:

@@ -179,9 +179,9 @@ def test_apply_a_multi_document_file_and_get_in_every_format(kubectl, ns: str,
     assert "deployment.apps/multi" in everything and "service/multi" in everything
     assert "configmap" not in everything  # not in the "all" category
 
-    unknown = kubectl("get", "-n", ns, "statefulsets", check=False)
+    unknown = kubectl("get", "-n", ns, "ingresses", check=False)
     assert unknown.returncode != 0
-    assert 'the server doesn\'t have a resource type "statefulsets"' in unknown.stderr
+    assert 'the server doesn\'t have a resource type "ingresses"' in unknown.stderr
 
 
 def test_get_watch_sees_a_later_change(kubectl, cluster: Cluster, home: Path, ns: str) -> None:
@@ -239,6 +239,47 @@ def test_describe_scale_rollout_history_undo_and_status(kubectl, ns: str,
     env = live["spec"]["template"]["spec"]["containers"][0]["env"]
     assert all(e["name"] != "VERSION" for e in env)
     assert live["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+
+
+def test_daemonset_get_describe_rollout_history_and_undo(kubectl, ns: str) -> None:
+    """kubectl's DaemonSet printers, describer, status viewer, history viewer and
+    rollbacker (a strategic merge of the revision's `$patch: replace` template)."""
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+          "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+              "metadata": {"labels": {"app": "agent"}},
+              "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                  "name": "main", "image": "agent:1",
+                  "command": [sys.executable, "-c", "import time; time.sleep(3600)"]}]}}}}
+    kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(ds))
+    out = kubectl("rollout", "status", "-n", ns, "ds/agent", "--timeout=60s",
+                  timeout=70).stdout
+    assert 'daemon set "agent" successfully rolled out' in out
+    lines = kubectl("get", "-n", ns, "ds", "-o", "wide").stdout.splitlines()
+    assert lines[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE",
+                                "AVAILABLE", "NODE", "SELECTOR", "AGE", "CONTAINERS",
+                                "IMAGES", "SELECTOR"]
+    assert lines[1].split()[:7] == ["agent", "1", "1", "1", "1", "1", "<none>"]
+    described = kubectl("describe", "-n", ns, "ds", "agent").stdout
+    assert "Desired Number of Nodes Scheduled: 1" in described
+    assert "Number of Nodes Scheduled with Up-to-date Pods: 1" in described
+
+    out = kubectl("set", "image", "-n", ns, "ds/agent", "main=agent:2").stdout
+    assert out.strip() == "daemonset.apps/agent image updated"
+    kubectl("rollout", "status", "-n", ns, "ds/agent", "--timeout=60s", timeout=70)
+    history = kubectl("rollout", "history", "-n", ns, "ds/agent").stdout.splitlines()
+    assert history[0] == "daemonset.apps/agent "
+    assert [line.split()[0] for line in history[2:] if line.strip()] == ["1", "2"]
+    two = kubectl("rollout", "history", "-n", ns, "ds/agent", "--revision=2").stdout
+    assert "agent:2" in two
+
+    out = kubectl("rollout", "undo", "-n", ns, "ds/agent").stdout
+    assert out.strip() == "daemonset.apps/agent rolled back"
+    kubectl("rollout", "status", "-n", ns, "ds/agent", "--timeout=60s", timeout=70)
+    live = json.loads(kubectl("get", "-n", ns, "ds", "agent", "-o", "json").stdout)
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "agent:1"
+    assert live["status"]["updatedNumberScheduled"] == 1
+    history = kubectl("rollout", "history", "-n", ns, "ds/agent").stdout.splitlines()
+    assert [line.split()[0] for line in history[2:] if line.strip()] == ["2", "3"]
 
 
 def test_logs_follow_and_top_pods(kubectl, cluster: Cluster, home: Path, ns: str) -> None:

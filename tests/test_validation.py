@@ -29,6 +29,10 @@ def test_every_kind_validates_a_minimal_object(info) -> None:
         obj["spec"] = {"selector": {"matchLabels": {"a": "b"}},
                        "template": {"metadata": {"labels": {"a": "b"}},
                                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}
+    elif info.kind == "DaemonSet":
+        obj["spec"] = {"selector": {"matchLabels": {"a": "b"}},
+                       "template": {"metadata": {"labels": {"a": "b"}},
+                                    "spec": {"containers": [{"name": "c", "image": "i"}]}}}
     elif info.kind == "ReplicationController":
         obj["spec"] = {"selector": {"app": "kubia"},
                        "template": {"metadata": {"labels": {"app": "kubia"}},

@@ -267,6 +267,28 @@ def describe_replicaset(d: Description, rs: Obj) -> None:
     describe_conditions(d, status.get("conditions"), ("Type", "Status", "Reason"))
 
 
+def describe_daemonset(d: Description, ds: Obj) -> None:
+    """kubectl's DaemonSetDescriber, without its pod-phase line (that needs the pods)."""
+    spec, status = _spec(ds), _status(ds)
+    d.add("Selector:", columns.format_selector(spec.get("selector")))
+    node_selector = _spec(spec.get("template") or {}).get("nodeSelector") or {}
+    d.add("Node-Selector:", ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
+          or "<none>")
+    d.add("Desired Number of Nodes Scheduled:", status.get("desiredNumberScheduled", 0))
+    d.add("Current Number of Nodes Scheduled:", status.get("currentNumberScheduled", 0))
+    d.add("Number of Nodes Scheduled with Up-to-date Pods:",
+          status.get("updatedNumberScheduled", 0))
+    d.add("Number of Nodes Scheduled with Available Pods:", status.get("numberAvailable", 0))
+    d.add("Number of Nodes Misscheduled:", status.get("numberMisscheduled", 0))
+    strategy = spec.get("updateStrategy") or {}
+    d.add("StrategyType:", strategy.get("type") or "RollingUpdate")
+    rolling = strategy.get("rollingUpdate")
+    if rolling:
+        d.add("RollingUpdateStrategy:", f"{rolling.get('maxUnavailable', 1)} max unavailable, "
+                                        f"{rolling.get('maxSurge', 0)} max surge")
+    _template(d, ds)
+
+
 def describe_replicationcontroller(d: Description, rc: Obj) -> None:
     spec = _spec(rc)
     describe_replicaset(d, {**rc, "spec": {**spec, "selector": {
@@ -451,6 +473,7 @@ DESCRIBERS: dict[str, Describer] = {
     "ReplicaSet": describe_replicaset,
     "ReplicationController": describe_replicationcontroller,
     "StatefulSet": describe_statefulset,
+    "DaemonSet": describe_daemonset,
     "Job": describe_job,
     "CronJob": describe_cronjob,
     "Service": describe_service,

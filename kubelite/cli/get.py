@@ -28,7 +28,8 @@ from kubelite.resources import ResourceInfo
 
 OUTPUTS = ("wide", "yaml", "json", "name")
 # kubectl's `all` category: the workload kinds a user usually means.
-ALL_KINDS = ("pods", "services", "deployments", "replicasets", "horizontalpodautoscalers")
+ALL_KINDS = ("pods", "services", "daemonsets", "deployments", "replicasets",
+             "horizontalpodautoscalers")
 
 
 @dataclass(frozen=True)

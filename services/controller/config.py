@@ -26,7 +26,7 @@ _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:h|ms|m|s))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 #: Every controller this process can run, in start order.
-KNOWN_CONTROLLERS = ("replicaset", "deployment", "endpoint", "garbagecollector",
+KNOWN_CONTROLLERS = ("replicaset", "deployment", "daemonset", "endpoint", "garbagecollector",
                      "nodelifecycle", "tainteviction", "horizontalpodautoscaling",
                      "disruption", "namespace", "eventexpiry", "replicationcontroller", "job",
                      "ttl-after-finished", "cronjob", "persistentvolume-binder",
@@ -59,6 +59,8 @@ class Config:
     job_backoff_max: float = 360.0
     cronjob_clock_offset: float = 0.0
     cronjob_clock_rate: float = 1.0
+    daemonset_backoff_base: float = 1.0
+    daemonset_backoff_max: float = 900.0
 
 
 def select_controllers(spec: str) -> tuple[str, ...]:
@@ -136,7 +138,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
              help="zones of at most this many nodes stop evicting while unhealthy")
     add_flag(p, "--gc-resources", default="pods,replicasets,deployments,services,endpoints,"
              "configmaps,horizontalpodautoscalers,replicationcontrollers,jobs,cronjobs,"
-             "controllerrevisions,persistentvolumeclaims,statefulsets",
+             "controllerrevisions,persistentvolumeclaims,statefulsets,daemonsets",
              help="resources whose ownerReferences the garbage collector follows")
     add_flag(p, "--horizontal-pod-autoscaler-sync-period", default="15s", type=duration,
              help="how often each HPA is synced (a duration: 15s, 1m; or seconds)")
@@ -161,6 +163,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
              help="the Job controller's delay before replacing a failed pod, doubled per "
                   "failure since the last success (a duration or seconds)")
     add_flag(p, "--job-backoff-max", default="6m", type=duration,
+             help="the cap of that delay")
+    add_flag(p, "--daemonset-backoff-base", default="1s", type=duration,
+             help="the DaemonSet controller's delay before deleting (and so replacing) a "
+                  "failed daemon pod again on the same node, doubled per failure")
+    add_flag(p, "--daemonset-backoff-max", default="15m", type=duration,
              help="the cap of that delay")
     add_flag(p, "--cronjob-clock-offset", default=0.0,
              help="seconds the CronJob controller's clock runs ahead of the wall clock "
@@ -209,6 +216,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         job_backoff_max=args.job_backoff_max,
         cronjob_clock_offset=args.cronjob_clock_offset,
         cronjob_clock_rate=args.cronjob_clock_rate,
+        daemonset_backoff_base=args.daemonset_backoff_base,
+        daemonset_backoff_max=args.daemonset_backoff_max,
     )
 
 

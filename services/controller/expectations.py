@@ -60,6 +60,11 @@ class Expectations:
         """Replaces the owner's expectations with these pending deletions."""
         self._by_key[key] = _Expectation(adds=0, deletes=set(deleted), stamp=self._clock())
 
+    def expect(self, key: str, creations: int, deleted: Iterable[str]) -> None:
+        """Replaces the owner's expectations with both (a DaemonSet's syncNodes does both)."""
+        self._by_key[key] = _Expectation(adds=creations, deletes=set(deleted),
+                                         stamp=self._clock())
+
     def creation_observed(self, key: str) -> None:
         exp = self._by_key.get(key)
         if exp is not None:

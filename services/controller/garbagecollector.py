@@ -58,7 +58,7 @@ FOREGROUND_FINALIZER = "foregroundDeletion"
 DEFAULT_RESOURCES = ("pods", "replicasets", "deployments", "services", "endpoints",
                      "configmaps", "horizontalpodautoscalers", "replicationcontrollers", "jobs",
                      "cronjobs", "controllerrevisions", "persistentvolumeclaims",
-                     "statefulsets")
+                     "statefulsets", "daemonsets")
 _ABSENT_CACHE_SIZE = 4096
 _WRITE_ATTEMPTS = 3
 

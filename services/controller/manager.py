@@ -19,6 +19,7 @@ from kubelite.supervise import spawn
 from .base import Controller, cancel_and_wait
 from .config import Config
 from .cronjob import CronJobController, ScaledClock
+from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .disruption import DisruptionController
 from .endpoints import EndpointsController
@@ -44,6 +45,9 @@ Builder = Callable[[Client, InformerFactory, Config], Controller]
 BUILDERS: dict[str, Builder] = {
     "replicaset": lambda client, factory, config: ReplicaSetController(client, factory),
     "deployment": lambda client, factory, config: DeploymentController(client, factory),
+    "daemonset": lambda client, factory, config: DaemonSetController(
+        client, factory, backoff_base=config.daemonset_backoff_base,
+        backoff_max=config.daemonset_backoff_max),
     "replicationcontroller": lambda client, factory, config: ReplicationControllerController(
         client, factory),
     "job": lambda client, factory, config: JobController(

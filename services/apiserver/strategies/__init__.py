@@ -18,6 +18,7 @@ from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import Dependencies, Strategy
 from .batch import CronJobStrategy, JobStrategy
 from .cluster import NamespaceStrategy, NodeStrategy
+from .daemonset import DaemonSetStrategy
 from .pod import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
 from .replicationcontroller import ReplicationControllerStrategy
@@ -45,6 +46,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "Deployment": DeploymentStrategy,
     "ReplicationController": ReplicationControllerStrategy,
     "StatefulSet": StatefulSetStrategy,
+    "DaemonSet": DaemonSetStrategy,
     "ControllerRevision": ControllerRevisionStrategy,
     "Job": JobStrategy,
     "CronJob": CronJobStrategy,
